@@ -148,7 +148,8 @@ def render(p: Plan, console: Console) -> None:
     pr = p.prediction
     speed = Table(title=f"Predicted speedup at α = {pr.alpha:g}, k = {pr.k} ({pr.tokens_per_step:.2f} tokens/step) — "
                         f"{pr.label}", title_justify="left")
-    for col in ("concurrency", "baseline TPOT ms", "spec TPOT ms", "speedup", "break-even α", "fits KV"):
+    for col in ("concurrency", "baseline TPOT ms", "spec TPOT ms", "speedup", "break-even α",
+                f"fits KV ({pr.request_tokens}-token requests)"):
         speed.add_column(col, justify="right")
     for r in pr.rows:
         colour = "green" if r.speedup >= 1 else "red"

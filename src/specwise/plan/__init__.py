@@ -141,7 +141,7 @@ def build_plan(inputs: PlanInputs) -> Plan:
     checks = pair_checks(inputs.target, inputs.draft, target.precision, draft.precision) if draft else []
     workload_tokens = inputs.input_len + inputs.output_len
     setup = SpecSetup(target, draft, inputs.gpu, inputs.input_len + inputs.output_len // 2, Efficiency())
-    prediction = predict(setup, inputs.alpha, inputs.k, memory.concurrency.kv_tokens_with_draft // workload_tokens)
+    prediction = predict(setup, inputs.alpha, inputs.k, memory.concurrency.kv_tokens_with_draft, workload_tokens)
     version = parse_version(inputs.vllm_version)
     options = SpecOptions(
         target=inputs.target.reference, method=inputs.method, draft=inputs.draft.reference if draft else None,

@@ -230,15 +230,15 @@ def _fit(rows: list[GpuMemory], concurrency: Concurrency, left_gb: float, total_
     short = [r for r in rows if r.kv_budget_gb <= 0]
     if short:
         r = short[0]
-        return False, (f"does not fit: on GPU {r.index} weights {r.target_weights_gb + r.draft_weights_gb:.1f} GB"
+        return False, (f"on GPU {r.index} weights {r.target_weights_gb + r.draft_weights_gb:.1f} GB"
                        f" + overhead {r.overhead_gb:.1f} GB exceed the {r.usable_gb:.1f} GB vLLM may use"
                        f" ({left_gb:.1f} GB left after weights of {total_gb:.0f} GB: not usable)")
     if concurrency.max_seqs_with_draft < 1:
-        return False, (f"does not fit: the KV cache holds {concurrency.kv_tokens_with_draft} tokens,"
+        return False, (f"the KV cache holds {concurrency.kv_tokens_with_draft} tokens,"
                        f" less than one {concurrency.context}-token sequence")
     if left_gb < UNUSABLE_SHARE * total_gb:
-        return False, f"does not fit: only {left_gb:.1f} GB left after weights of {total_gb:.0f} GB: not usable"
-    return True, (f"fits: {concurrency.max_seqs_with_draft} concurrent {concurrency.context}-token sequences"
+        return False, f"only {left_gb:.1f} GB left after weights of {total_gb:.0f} GB: not usable"
+    return True, (f"{concurrency.max_seqs_with_draft} concurrent {concurrency.context}-token sequences"
                   f" with the draft ({concurrency.max_seqs_without_draft} without)")
 
 

@@ -146,6 +146,7 @@ class SpeedupPrediction(BaseModel):
     k: int
     tokens_per_step: float
     context: int
+    request_tokens: int
     rows: list[SpeedupRow]
     crossover_concurrency: float | None
     best_k: list[BestK]
@@ -161,9 +162,9 @@ def crossover(rows: list[SpeedupRow]) -> float | None:
     return None
 
 
-def predict(setup: SpecSetup, alpha: float, k: int, max_seqs: int,
+def predict(setup: SpecSetup, alpha: float, k: int, kv_tokens: int, request_tokens: int,
             grid: tuple[int, ...] = CONCURRENCY_GRID) -> SpeedupPrediction:
-    """Speedup by concurrency; `max_seqs` is how many sequences of the workload the KV cache holds."""
+    """Speedup by concurrency; a row fits when `concurrency × request_tokens` fit in `kv_tokens`."""
     rows = []
     e = tokens_per_step(alpha, k)
     for batch in grid:
@@ -171,7 +172,7 @@ def predict(setup: SpecSetup, alpha: float, k: int, max_seqs: int,
         rows.append(SpeedupRow(
             concurrency=batch, baseline_tpot_ms=base * 1e3, speculative_tpot_ms=(draft + verify) / e * 1e3,
             speedup=e * base / (draft + verify), break_even_alpha=break_even_alpha(setup, batch, k),
-            fits_kv_cache=batch <= max_seqs,
+            fits_kv_cache=batch * request_tokens <= kv_tokens,
         ))
     best = []
     for a in ALPHA_GRID:
@@ -180,7 +181,7 @@ def predict(setup: SpecSetup, alpha: float, k: int, max_seqs: int,
             best.append(BestK(alpha=a, concurrency=batch, best_k=kk, speedup=s))
     eff = setup.eff
     return SpeedupPrediction(
-        alpha=alpha, k=k, tokens_per_step=e, context=setup.context, rows=rows, crossover_concurrency=crossover(rows),
+        alpha=alpha, k=k, tokens_per_step=e, context=setup.context, request_tokens=request_tokens, rows=rows, crossover_concurrency=crossover(rows),
         best_k=best, assumptions={"bandwidth_efficiency": eff.bandwidth, "compute_efficiency": eff.compute,
                                   "fixed_ms_per_forward": eff.fixed_ms, "allreduce_us": eff.allreduce_us},
     )

@@ -1,0 +1,3 @@
+from specwise.cli import app
+
+app(prog_name="specwise")
