@@ -24,7 +24,7 @@ def test_reference_example_tables():
     result = run(EXAMPLE)
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "86.6" in out and "73.4" in out and "vLLM KV budget" in out
+    assert "86.6" in out and "73.4" in out and "vLLM KV budget" in out and "total × 0.92" in out
     assert "FITS" in out and "Pair checks" in out and "prediction" in out
     assert "vllm serve meta-llama/Llama-3.1-70B-Instruct" in out and "--speculative-config" in out
 
@@ -67,6 +67,7 @@ def test_custom_gpu():
     (["--context", "-5"], "--context", "positive"),
     (["--target-tp", "3", "--gpus", "3"], "--target-tp", "use one of"),
     (["--draft-tp", "3"], "--draft-tp", "1 or 2"),
+    (["--draft-tp", "1"], "--draft-tp", "--draft-tp 2"),
     (["--target-tp", "4"], "--target-tp", "--gpus"),
     (["--target-quant", "int3"], "--target-quant", "bf16, fp16, fp8, int8, int4"),
     (["--draft-quant", "q5"], "--draft-quant", "int8"),
@@ -105,3 +106,19 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "specwise", *EXAMPLE, "--json"], capture_output=True, text=True,
                          check=True)
     assert json.loads(out.stdout)["fits"] is True
+
+
+def test_draft_tp1_plans_per_gpu_on_v0_versions():
+    result = run([*EXAMPLE, "--draft-tp", "1", "--vllm-version", "0.9.2", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = Plan.model_validate_json(result.output)
+    assert plan.memory.per_gpu[0].draft_weights_gb > 0 == plan.memory.per_gpu[1].draft_weights_gb
+    assert plan.memory.gpu_memory_utilization == 0.9
+    assert '"draft_tensor_parallel_size":1' in plan.command.shell
+
+
+def test_vocab_mismatch_sets_heterogeneous_vocab():
+    result = run(["plan", "--target", "qwen2.5-72b", "--draft", "qwen2.5-0.5b", "--gpu", "h200", "--gpus", "2",
+                  "--json"])
+    plan = Plan.model_validate_json(result.output)
+    assert '"use_heterogeneous_vocab":true' in plan.command.shell

@@ -42,8 +42,9 @@ def plan(
                                 "concurrency figures; also --max-model-len in the command."),
     input_len: int = typer.Option(512, "--input-len", help="Mean prompt tokens, for the speed prediction."),
     output_len: int = typer.Option(256, "--output-len", help="Mean output tokens, for the speed prediction."),
-    gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="vLLM's share of GPU "
-                                                 "memory, in (0, 1]."),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization", help="vLLM's share "
+                                                           "of GPU memory, in (0, 1] (default: the vLLM version's:"
+                                                           " 0.9, 0.92 from 0.20.0)."),
     overhead_gb: Optional[float] = typer.Option(None, "--overhead-gb", help="Per-GPU activation + non-torch + "
                                                 "CUDA-graph memory; default: estimated (see docs)."),
     alpha: float = typer.Option(0.7, "--alpha", help="Acceptance rate to predict for (measure it with run)."),

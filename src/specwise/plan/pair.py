@@ -45,7 +45,7 @@ def tokenizer_check(target: Architecture, draft: Architecture) -> Check:
         return Check(
             name="same tokenizer", status=Status.WARN, values=values,
             reason=(f"same tokenizer but embedding sizes differ ({draft.vocab_size} vs {target.vocab_size}):"
-                    " vLLM has rejected such pairs (vllm#5203, #7252); check your version accepts it"),
+                    " vLLM rejects such a draft unless use_heterogeneous_vocab is set (vLLM >= 0.25.0)"),
         )
     if same is None:
         return Check(name="same tokenizer", status=Status.WARN, values=values,
