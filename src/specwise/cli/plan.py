@@ -68,10 +68,6 @@ def plan(
     else:
         raise SpecwiseError("--gpu", "no GPU given", "name one (e.g. --gpu h100-sxm) or give --gpu-memory-gb, "
                             "--gpu-bandwidth-tbs and --gpu-tflops")
-    if method not in METHODS:
-        raise SpecwiseError("--method", f"unknown method {method!r}", f"use one of {', '.join(METHODS)}")
-    if method != "ngram" and draft is None:
-        raise SpecwiseError("--draft", f"--method {method} needs a draft model", "name one, or use --method ngram")
     kv = Precision.bf16 if kv_cache_dtype.lower() == "auto" else Precision.parse(kv_cache_dtype, "--kv-cache-dtype")
     if kv not in (Precision.bf16, Precision.fp16, Precision.fp8):
         raise SpecwiseError("--kv-cache-dtype", f"{kv_cache_dtype!r} is not a KV cache dtype", "use auto, fp16 or fp8")
