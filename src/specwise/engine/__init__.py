@@ -1,0 +1,1 @@
+"""The embedded engine: real vLLM servers started and stopped by specwise."""

@@ -1,0 +1,174 @@
+"""Start and stop a real vLLM server: argument lists (no shell), localhost by default, a log file,
+a readiness wait that shows the log's tail on failure, and no orphan processes.
+
+The same launcher serves the embedded CPU pair and any local model directory;
+the argument list comes from the planner's command generator, so
+`specwise serve --print-command` and what runs here cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from specwise.errors import SpecwiseError
+from specwise.plan.command import SpecOptions, VllmCommand, parse_version, vllm_command
+
+MODES = ("baseline", "draft", "ngram")
+API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+READY_TIMEOUT_S = 600.0
+STOP_GRACE_S = 20.0
+
+
+class EngineError(RuntimeError):
+    """The server did not come up or died; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    model: str
+    mode: str = "baseline"
+    draft: str | None = None
+    k: int = 4
+    host: str = "127.0.0.1"
+    port: int = 0                     # 0: pick a free port at start
+    dtype: str = "float32"
+    max_model_len: int = 1024
+    kv_cache_space_gb: int = 1
+    per_request_metrics: bool = False
+    ngram_prompt_lookup_max: int = 4
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def options(self, launcher: tuple[str, ...] | None = None, port: int | None = None) -> SpecOptions:
+        if self.mode not in MODES:
+            raise SpecwiseError("--mode", f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
+        if self.mode == "draft" and not self.draft:
+            raise SpecwiseError("--draft", "--mode draft needs a draft model", "give --draft DIR")
+        extra = ["--dtype", self.dtype, "--served-model-name", Path(self.model).name]
+        if self.per_request_metrics and self.mode != "baseline":
+            extra += ["--per-request-spec-decode-metrics", "summary"]
+        return SpecOptions(
+            target=self.model, method="ngram" if self.mode == "ngram" else "draft_model",
+            draft=self.draft if self.mode == "draft" else None, k=self.k, host=self.host,
+            port=port if port is not None else (self.port or None), max_model_len=self.max_model_len,
+            ngram_prompt_lookup_max=self.ngram_prompt_lookup_max, ngram_prompt_lookup_min=1,
+            extra_args=(*extra, *self.extra_args),
+            **({"launcher": launcher, "model_as_flag": True} if launcher else {}),
+        )
+
+    def command(self, launcher: tuple[str, ...] | None = None, port: int | None = None,
+                vllm_version: str | None = None) -> VllmCommand:
+        """The launch command; without `launcher`, the `vllm serve` form for a GPU machine."""
+        return vllm_command(self.options(launcher, port), parse_version(vllm_version),
+                            speculative=self.mode != "baseline")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        with path.open(errors="replace") as handle:
+            return "".join(deque(handle, maxlen=lines))
+    except OSError:
+        return ""
+
+
+class VllmServer:
+    """A vLLM server process: `with VllmServer(spec, log_dir) as server: server.url ...`."""
+
+    def __init__(self, spec: ServerSpec, log_dir: Path, python: str = sys.executable,
+                 ready_timeout_s: float = READY_TIMEOUT_S) -> None:
+        self.spec = spec
+        self.log_dir = log_dir
+        self.python = python
+        self.ready_timeout_s = ready_timeout_s
+        self.port = spec.port or free_port(spec.host)
+        self.log_path = log_dir / f"vllm-{spec.mode}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.spec.host}:{self.port}"
+
+    @property
+    def argv(self) -> list[str]:
+        return self.spec.command((self.python, "-m", API_SERVER_MODULE), self.port).argv
+
+    def start(self) -> VllmServer:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.spec.kv_cache_space_gb),
+               "TOKENIZERS_PARALLELISM": "false"}
+        with self.log_path.open("wb") as log:
+            # A new session makes the server and its workers one process group,
+            # so stop() can take down the whole tree.
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, on_tick: object = None) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                code = self.process.returncode if self.process else None
+                raise EngineError(f"vLLM exited with code {code} before it was ready; log {self.log_path}:\n"
+                                  f"{tail(self.log_path)}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if callable(on_tick):
+                on_tick()
+            time.sleep(0.5)
+        self.stop()
+        raise EngineError(f"vLLM was not ready after {self.ready_timeout_s:.0f} s; log {self.log_path}:\n"
+                          f"{tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        # Workers that outlived the parent are still in its process group.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def __enter__(self) -> VllmServer:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
