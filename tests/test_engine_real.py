@@ -6,7 +6,7 @@ talks to it over HTTP as a user's client would.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import signal
 import subprocess
 import sys
@@ -19,6 +19,8 @@ pytest.importorskip("vllm")
 httpx = pytest.importorskip("httpx")
 
 from specwise.engine.server import free_port  # noqa: E402
+from specwise.load import RequestResult, stream_completion  # noqa: E402
+from specwise.metrics import SpecCounters, spec_counters  # noqa: E402
 from specwise.prompts import load_prompt_set  # noqa: E402
 
 pytestmark = pytest.mark.engine
@@ -79,52 +81,35 @@ def server(tmp_path_factory):
         cli.kill()
 
 
-def stream(url: str, prompt: str, temperature: float, max_tokens: int = 48, seed: int = 0) -> dict:
-    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
-            "seed": seed, "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
-    chunks, usage = [], None
-    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=300) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line[6:])
-            if event.get("choices") and event["choices"][0].get("text"):
-                chunks.append(event["choices"][0]["text"])
-            usage = event.get("usage") or usage
-    return {"chunks": chunks, "usage": usage}
+def stream(url: str, prompt: str, temperature: float, seed: int = 0) -> RequestResult:
+    async def go() -> RequestResult:
+        async with httpx.AsyncClient(timeout=300) as client:
+            return await stream_completion(client, url, MODEL, prompt, temperature=temperature, max_tokens=48,
+                                           seed=seed)
+    return asyncio.run(go())
 
 
-def spec_counters(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=30).text):
-        for sample in family.samples:
-            if sample.name in ("vllm:spec_decode_num_draft_tokens_total", "vllm:spec_decode_num_accepted_tokens_total"):
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
+def counters(url: str) -> SpecCounters:
+    return spec_counters(httpx.get(f"{url}/metrics", timeout=30).text)
 
 
 def acceptance(url: str, prompts: tuple[str, ...], temperature: float) -> float:
-    before = spec_counters(url)
+    before = counters(url)
     for i, prompt in enumerate(prompts):
-        stream(url, prompt, temperature, seed=i)
-    after = spec_counters(url)
-    drafted = after["vllm:spec_decode_num_draft_tokens_total"] - before["vllm:spec_decode_num_draft_tokens_total"]
-    accepted = after["vllm:spec_decode_num_accepted_tokens_total"] - before["vllm:spec_decode_num_accepted_tokens_total"]
-    assert drafted > 0
-    return accepted / drafted
+        assert stream(url, prompt, temperature, seed=i).error is None
+    window = counters(url) - before
+    assert window.draft_tokens > 0
+    return window.acceptance_rate
 
 
 def test_answers_a_streamed_completion(server):
     models = httpx.get(f"{server['url']}/v1/models", timeout=30).json()
     assert [m["id"] for m in models["data"]] == [MODEL]
     result = stream(server["url"], load_prompt_set("structured")[0], 0.0)
-    assert result["usage"]["completion_tokens"] == 48
-    assert "".join(result["chunks"]).strip()
+    assert result.error is None and result.output_tokens == 48 == sum(result.chunk_tokens)
+    assert result.text.strip()
     # Speculation emits several tokens per engine step: fewer chunks than tokens.
-    assert len(result["chunks"]) < result["usage"]["completion_tokens"]
+    assert len(result.chunk_times) < result.output_tokens
 
 
 def test_acceptance_falls_with_temperature_and_survives_it(server):
