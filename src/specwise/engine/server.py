@@ -87,7 +87,8 @@ def embedded(mode: str = "draft", k: int = 4, log: Any = print, build: bool = Tr
 
     pair = ensure_pair(log) if build else pair_paths()
     return ServerSpec(model=str(pair.target), mode=mode, draft=str(pair.draft) if mode == "draft" else None, k=k,
-                      **{"dtype": "float32", "served_model_name": "specwise-target", **overrides})
+                      **{"dtype": "float32", "served_model_name": "specwise-target", "per_request_metrics": True,
+                         **overrides})
 
 
 def free_port(host: str = "127.0.0.1") -> int:
