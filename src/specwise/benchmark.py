@@ -1,0 +1,171 @@
+"""One bench run, the shell around the load generator: probe the server, scrape its metrics before,
+during and after, write every record to the run directory as it comes, and mark how the run ended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from specwise import __version__
+from specwise.errors import SpecwiseError
+from specwise.load import LoadShape, Target, parse_temperature_mix, request_plan, run_load
+from specwise.metrics import snapshot
+from specwise.prompts import load_dataset
+from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, now_iso
+
+
+class BenchConfig(BaseModel):
+    """Everything that defines a run (stored in its manifest; the API key is never part of it)."""
+
+    url: str
+    api: Literal["completions", "chat"] = "completions"
+    model: str | None = None
+    concurrency: int | None = None
+    rate: float | None = None
+    arrivals: Literal["poisson", "constant"] = "poisson"
+    burstiness: float = 1.0
+    requests: int | None = None
+    duration_s: float | None = None
+    warmup: int = 0
+    max_in_flight: int | None = None
+    max_tokens: int = 128
+    ignore_eos: bool = True
+    temperatures: str = "0"
+    dataset: str = "structured"
+    k: int | None = None
+    seed: int = 0
+    scrape_interval_s: float = 2.0
+    stall_timeout_s: float = 120.0
+    slo_ms: dict[str, float] = Field(default_factory=dict)
+
+    def shape(self) -> LoadShape:
+        if self.warmup < 0:
+            raise SpecwiseError("--warmup", f"must be ≥ 0, got {self.warmup}", "e.g. --warmup 4")
+        return LoadShape(self.concurrency, self.rate, self.arrivals, self.burstiness, self.requests, self.duration_s,
+                         self.max_in_flight).validate()
+
+
+def read_api_key(env_name: str | None, file: Path | None) -> str | None:
+    """The key from a file or an environment variable: never from a flag's value, never logged."""
+    if file is not None:
+        try:
+            return file.read_text().strip() or None
+        except OSError as exc:
+            raise SpecwiseError("--api-key-file", f"cannot read {file}: {exc.strerror}", "give a readable file") from None
+    return os.environ.get(env_name) if env_name else None
+
+
+def probe(url: str, api_key: str | None) -> tuple[list[str], str | None]:
+    """The served model names and the server's version; a clear error when the server cannot be reached."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/v1/models", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise SpecwiseError("--url", f"cannot reach {url} ({type(exc).__name__})",
+                            "start the server or fix the URL (e.g. http://127.0.0.1:8000)") from None
+    if response.status_code in (401, 403):
+        raise SpecwiseError("--api-key-env/--api-key-file", f"{url} refused the key (HTTP {response.status_code})",
+                            "give the server's API key")
+    try:
+        models = [m["id"] for m in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise SpecwiseError("--url", f"{url}/v1/models is not an OpenAI-compatible model list "
+                            f"(HTTP {response.status_code})", "point --url at the server's root") from None
+    try:
+        version = httpx.get(f"{url.rstrip('/')}/version", headers=headers, timeout=5).json().get("version")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        version = None
+    return models, version
+
+
+def hardware() -> dict[str, Any]:
+    return {"machine": platform.machine(), "processor": platform.processor() or None, "cpus": os.cpu_count(),
+            "system": platform.system(), "python": platform.python_version()}
+
+
+async def _scrape(client: httpx.AsyncClient, url: str, zero: float, phase: str) -> MetricSample:
+    t = time.perf_counter() - zero
+    try:
+        response = await client.get(f"{url.rstrip('/')}/metrics", timeout=10)
+        response.raise_for_status()
+        return MetricSample(t_s=t, phase=phase, values=snapshot(response.text))  # type: ignore[arg-type]
+    except (httpx.HTTPError, ValueError) as exc:
+        return MetricSample(t_s=t, phase=phase, error=type(exc).__name__)  # type: ignore[arg-type]
+
+
+async def _bench(config: BenchConfig, target: Target, writer: RunWriter,
+                 on_record: Callable[[RequestRecord], None]) -> None:
+    prompts = load_dataset(config.dataset)
+    mix = parse_temperature_mix(config.temperatures)
+    shape = config.shape()
+    plan = request_plan(prompts, mix, config.seed, config.warmup)
+    zero = time.perf_counter()
+
+    def record(rec: RequestRecord) -> None:
+        writer.request(rec)
+        on_record(rec)
+
+    async def load(shape: LoadShape) -> None:
+        await run_load(target, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
+                       seed=config.seed, on_record=record, zero=zero)
+
+    async with httpx.AsyncClient(headers=target.headers) as scraper:
+        if config.warmup:
+            # Warm-up first and on its own, so that the counters' window holds the measured requests only.
+            await load(LoadShape(concurrency=min(config.warmup, shape.concurrency or shape.max_in_flight or 4),
+                                 requests=config.warmup))
+        writer.metric(await _scrape(scraper, config.url, zero, "before"))
+
+        async def every() -> None:
+            while True:
+                await asyncio.sleep(config.scrape_interval_s)
+                writer.metric(await _scrape(scraper, config.url, zero, "during"))
+
+        ticker = asyncio.create_task(every())
+        try:
+            await load(shape)
+        finally:
+            ticker.cancel()
+            writer.metric(await _scrape(scraper, config.url, zero, "after"))
+
+
+def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
+              on_record: Callable[[RequestRecord], None] = lambda r: None,
+              on_start: Callable[[Manifest], None] = lambda m: None) -> Path:
+    """Run `config` against its server, writing to `out`; returns `out`. Ctrl-C, a crash or a dead server
+    leave the requests already finished on disk and the manifest marked incomplete."""
+    config.shape()
+    load_dataset(config.dataset)
+    parse_temperature_mix(config.temperatures)
+    models, version = probe(config.url, api_key)
+    model = config.model or (models[0] if models else None)
+    if not model:
+        raise SpecwiseError("--model", f"{config.url} serves no model", "give --model NAME")
+    config = config.model_copy(update={"model": model})
+    target = Target(config.url, model, config.api, api_key, config.k, config.stall_timeout_s)
+    manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=config.url, api=config.api,
+                        model=model, server_version=version, seed=config.seed, config=config.model_dump(),
+                        hardware=hardware())
+    writer = RunWriter(out, manifest)
+    on_start(manifest)
+    reason = "interrupted"
+    try:
+        asyncio.run(_bench(config, target, writer, on_record))
+        reason = "done"
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        raise
+    except BaseException as exc:
+        reason = f"crashed: {type(exc).__name__}"
+        raise
+    finally:
+        writer.close(complete=reason == "done", stop_reason=reason)
+    return out

@@ -1,0 +1,199 @@
+"""`specwise bench`: load-test one OpenAI-compatible server and read its speculative-decoding counters;
+`specwise summarize RUN_DIR`: the summary of a run on disk, finished or not."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from specwise.benchmark import BenchConfig, read_api_key, run_bench
+from specwise.cli import app, one_line_errors
+from specwise.errors import SpecwiseError
+from specwise.prompts import MIXED, PROMPT_SETS
+from specwise.results import SUMMARY, Manifest, RequestRecord, load_run, write_json_atomic
+from specwise.stats import Estimate
+from specwise.summary import BenchSummary, Latency, summarize
+
+EXIT_INTERRUPTED = 130
+
+
+def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str, float]:
+    slos = {name: value for name, value in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e)) if value is not None}
+    for name, value in slos.items():
+        if not value > 0:
+            raise SpecwiseError(f"--slo-{name}-ms", f"must be > 0 ms, got {value}", "e.g. 50")
+    return slos
+
+
+@app.command()
+@one_line_errors
+def bench(
+    url: str = typer.Option(..., "--url", help="The server's root, e.g. http://127.0.0.1:8000."),
+    api: str = typer.Option("completions", "--api", help="completions | chat: /v1/completions or "
+                            "/v1/chat/completions, both streamed."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name to request (default: the first of "
+                                        "/v1/models)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed loop: keep N requests in flight."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Open loop: R requests per second."),
+    arrivals: str = typer.Option("poisson", "--arrivals", help="poisson | constant: how --rate spaces requests."),
+    burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape of Poisson gaps: 1 Poisson, < 1 "
+                                     "burstier, > 1 smoother."),
+    requests: Optional[int] = typer.Option(None, "--requests", help="Stop after N measured requests."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Or stop sending after S seconds."),
+    warmup: int = typer.Option(0, "--warmup", help="Requests sent first and left out of the results."),
+    max_in_flight: Optional[int] = typer.Option(None, "--max-in-flight", help="With --rate: cap on requests in "
+                                                "flight (later sends wait; their lag is recorded)."),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Output tokens per request."),
+    ignore_eos: bool = typer.Option(True, "--ignore-eos/--stop-at-eos", help="Ask for exactly --max-tokens "
+                                    "(vLLM's ignore_eos) or let the model stop."),
+    temperatures: str = typer.Option("0", "--temperatures", help="Temperature mix TEMP:WEIGHT,…, e.g. "
+                                     "0.1:60,1.0:40; each request's draw is recorded."),
+    dataset: str = typer.Option("structured", "--dataset", help=f"{' | '.join((*PROMPT_SETS, MIXED))}, or a "
+                                "JSONL file (a 'prompt' field per line), or a ShareGPT JSON file."),
+    k: Optional[int] = typer.Option(None, "--k", help="The server's speculative tokens per step, for per-request "
+                                    "acceptance estimated from tokens per chunk when the server does not report it."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same sequence of prompts, temperatures and arrivals."),
+    slo_ttft_ms: Optional[float] = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT."),
+    slo_tpot_ms: Optional[float] = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT."),
+    slo_e2e_ms: Optional[float] = typer.Option(None, "--slo-e2e-ms", help="Goodput SLO on end-to-end latency."),
+    scrape_interval: float = typer.Option(2.0, "--scrape-interval", help="Seconds between /metrics scrapes."),
+    timeout: float = typer.Option(120.0, "--timeout", help="A stream silent this many seconds is a timeout."),
+    api_key_env: Optional[str] = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable "
+                                              "holding the API key (never logged or stored)."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="Or a file holding the API key."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: "
+                                       "specwise-runs/bench-YYYYmmdd-HHMMSS)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (fields: see README)."),
+) -> None:
+    """Load-test a server with streamed requests; per-request timing and acceptance, the server's counters."""
+    if api not in ("completions", "chat"):
+        raise SpecwiseError("--api", f"unknown API {api!r}", "use completions or chat")
+    if arrivals not in ("poisson", "constant"):
+        raise SpecwiseError("--arrivals", f"unknown arrival process {arrivals!r}", "use poisson or constant")
+    for name, value in (("--max-tokens", max_tokens), ("--k", k if k is not None else 1)):
+        if value < 1:
+            raise SpecwiseError(name, f"must be ≥ 1, got {value}", "e.g. 4")
+    for name, seconds in (("--scrape-interval", scrape_interval), ("--timeout", timeout)):
+        if not seconds > 0:
+            raise SpecwiseError(name, f"must be > 0 s, got {seconds}", "e.g. 2")
+    config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
+                         burstiness=burstiness, requests=requests, duration_s=duration, warmup=warmup,
+                         max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
+                         temperatures=temperatures, dataset=dataset, k=k, seed=seed, scrape_interval_s=scrape_interval,
+                         stall_timeout_s=timeout, slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
+    out = out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[live]}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("requests", total=(requests or 0) + warmup or None, live="")
+        counts = {"done": 0, "errors": 0}
+        started = time.perf_counter()
+
+        def on_record(record: RequestRecord) -> None:
+            counts["done"] += 1
+            counts["errors"] += record.error is not None
+            rate_now = counts["done"] / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, live=f"{rate_now:.1f} req/s, {counts['errors']} errors")
+
+        def on_start(manifest: Manifest) -> None:
+            progress.console.print(f"{manifest.model} at {manifest.url} (vLLM {manifest.server_version or '?'}) "
+                                   f"→ {out}", highlight=False)
+
+        try:
+            run_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(f"interrupted: the finished requests are in {out}; `specwise summarize {out}` "
+                          "summarizes them", highlight=False)
+            _finish(out, config.slo_ms, as_json)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    _finish(out, config.slo_ms, as_json)
+
+
+@app.command("summarize")
+@one_line_errors
+def summarize_command(
+    run_dir: Path = typer.Argument(..., help="A directory written by specwise bench (finished or not)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Recompute and print the summary of a bench run from its files."""
+    run = load_run(run_dir)
+    _finish(run_dir, run.manifest.config.get("slo_ms") or {}, as_json)
+
+
+def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:
+    summary = summarize_run(out, slo_ms)
+    if as_json:
+        print(json.dumps(summary.model_dump(mode="json"), indent=2))
+    else:
+        render(summary, Console())
+
+
+def summarize_run(out: Path, slo_ms: dict[str, float]) -> BenchSummary:
+    summary = summarize(load_run(out), slo_ms or None)
+    write_json_atomic(out / SUMMARY, summary.model_dump(mode="json"))
+    return summary
+
+
+def _ms(est: Estimate) -> str:
+    ci = f" [{est.low:.1f}–{est.high:.1f}]" if est.low is not None and est.high is not None else ""
+    return f"{est.value:.1f}{ci}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def render(summary: BenchSummary, console: Console) -> None:
+    state = "complete" if summary.complete else f"INCOMPLETE ({summary.stop_reason})"
+    console.print(f"[bold]{summary.requests} requests[/] ({summary.ok} ok, {summary.warmup} warm-up left out) in "
+                  f"{summary.duration_s:.1f} s — {state}", highlight=False)
+    if summary.errors:
+        console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary.errors.items())),
+                      highlight=False)
+    line = (f"throughput {summary.request_throughput_rps:.2f} req/s, "
+            f"{summary.output_throughput_tok_s:.1f} output tok/s")
+    if summary.goodput:
+        slo = ", ".join(f"{k} ≤ {v:g} ms" for k, v in summary.goodput.slo_ms.items())
+        line += f"; goodput {summary.goodput.rate_rps:.2f} req/s ({summary.goodput.fraction:.0%} within {slo})"
+    console.print(line, highlight=False)
+    table = Table(title="Latency, ms (P50/P95/P99 with 95 % bootstrap CI)", title_justify="left")
+    for col in ("metric", "n", "mean", "P50", "P95", "P99"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    rows: list[tuple[str, Latency | None]] = [("TTFT", summary.ttft_ms), ("TPOT", summary.tpot_ms),
+                                              ("ITL", summary.itl_ms), ("E2E", summary.e2e_ms)]
+    for name, lat in rows:
+        if lat:
+            table.add_row(name, str(lat.count), f"{lat.mean:.1f}", _ms(lat.p50), _ms(lat.p95), _ms(lat.p99))
+    console.print(table)
+    acc = summary.acceptance
+    if acc.server and acc.server.drafts:
+        s = acc.server
+        per_pos = " ".join(f"{v:.2f}" for v in s.per_position.values())
+        console.print(f"server counters over the run: acceptance {_pct(s.acceptance_rate)}, mean acceptance "
+                      f"length {s.mean_acceptance_length:.2f}, by position {per_pos}", highlight=False)
+    elif acc.server:
+        console.print("server counters over the run: no speculative drafts (speculation off, or another engine)",
+                      highlight=False)
+    if any(b.with_acceptance for b in acc.buckets):
+        table = Table(title="Per-request acceptance by temperature", title_justify="left")
+        for col in ("temperature", "requests", "P10", "P50", "P90", "pooled", "source"):
+            table.add_column(col, justify="right")
+        for b in acc.buckets:
+            table.add_row(f"{b.temperature:g}", str(b.requests), _pct(b.p10), _pct(b.p50), _pct(b.p90), _pct(b.pooled),
+                          ", ".join(f"{k} {v}" for k, v in sorted(b.sources.items())))
+        console.print(table)
+        console.print(f"per-request pooled acceptance {_pct(acc.per_request_pooled)}"
+                      + (f" (server counters: {_pct(acc.server.acceptance_rate)})" if acc.server else ""),
+                      highlight=False)
+    if acc.merged_chunk_requests:
+        console.print(f"{acc.merged_chunk_requests} requests had merged chunks (no per-chunk estimate for them)",
+                      highlight=False)
