@@ -18,7 +18,7 @@ from specwise import __version__
 from specwise.errors import SpecwiseError
 from specwise.load import LoadShape, Target, parse_temperature_mix, request_plan, run_load
 from specwise.metrics import snapshot
-from specwise.prompts import load_dataset
+from specwise.prompts import Prompt, load_dataset
 from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, now_iso
 
 
@@ -101,10 +101,8 @@ async def _scrape(client: httpx.AsyncClient, url: str, zero: float, phase: str) 
         return MetricSample(t_s=t, phase=phase, error=type(exc).__name__)  # type: ignore[arg-type]
 
 
-async def _bench(config: BenchConfig, target: Target, writer: RunWriter,
-                 on_record: Callable[[RequestRecord], None]) -> None:
-    prompts = load_dataset(config.dataset)
-    mix = parse_temperature_mix(config.temperatures)
+async def _bench(config: BenchConfig, target: Target, prompts: tuple[Prompt, ...], mix: tuple[tuple[float, float], ...],
+                 writer: RunWriter, on_record: Callable[[RequestRecord], None]) -> None:
     shape = config.shape()
     plan = request_plan(prompts, mix, config.seed, config.warmup)
     zero = time.perf_counter()
@@ -140,11 +138,11 @@ async def _bench(config: BenchConfig, target: Target, writer: RunWriter,
 def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
               on_record: Callable[[RequestRecord], None] = lambda r: None,
               on_start: Callable[[Manifest], None] = lambda m: None) -> Path:
-    """Run `config` against its server, writing to `out`; returns `out`. Ctrl-C, a crash or a dead server
-    leave the requests already finished on disk and the manifest marked incomplete."""
+    """Run `config` against its server, writing to `out`; returns `out`. Bad input fails before anything
+    is sent. A dead server's failures are recorded per request; Ctrl-C or a crash leave the requests
+    already finished on disk and the manifest marked incomplete."""
     config.shape()
-    load_dataset(config.dataset)
-    parse_temperature_mix(config.temperatures)
+    prompts, mix = load_dataset(config.dataset), parse_temperature_mix(config.temperatures)
     models, version = probe(config.url, api_key)
     model = config.model or (models[0] if models else None)
     if not model:
@@ -156,14 +154,11 @@ def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
                         hardware=hardware())
     writer = RunWriter(out, manifest)
     on_start(manifest)
-    reason = "interrupted"
+    reason = "interrupted"  # what KeyboardInterrupt leaves
     try:
-        asyncio.run(_bench(config, target, writer, on_record))
+        asyncio.run(_bench(config, target, prompts, mix, writer, on_record))
         reason = "done"
-    except KeyboardInterrupt:
-        reason = "interrupted"
-        raise
-    except BaseException as exc:
+    except Exception as exc:
         reason = f"crashed: {type(exc).__name__}"
         raise
     finally:

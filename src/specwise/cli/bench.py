@@ -7,20 +7,21 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from specwise.benchmark import BenchConfig, read_api_key, run_bench
 from specwise.cli import app, one_line_errors
 from specwise.errors import SpecwiseError
 from specwise.prompts import MIXED, PROMPT_SETS
-from specwise.results import SUMMARY, Manifest, RequestRecord, load_run, write_json_atomic
-from specwise.stats import Estimate
-from specwise.summary import BenchSummary, Latency, summarize
+
+if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when a command needs them
+    from specwise.results import Manifest, RequestRecord
+    from specwise.stats import Estimate
+    from specwise.summary import BenchSummary, Latency
 
 EXIT_INTERRUPTED = 130
 
@@ -74,6 +75,8 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (fields: see README)."),
 ) -> None:
     """Load-test a server with streamed requests; per-request timing and acceptance, the server's counters."""
+    from specwise.benchmark import BenchConfig, read_api_key, run_bench
+
     if api not in ("completions", "chat"):
         raise SpecwiseError("--api", f"unknown API {api!r}", "use completions or chat")
     if arrivals not in ("poisson", "constant"):
@@ -125,6 +128,8 @@ def summarize_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Recompute and print the summary of a bench run from its files."""
+    from specwise.results import load_run
+
     run = load_run(run_dir)
     _finish(run_dir, run.manifest.config.get("slo_ms") or {}, as_json)
 
@@ -138,6 +143,9 @@ def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:
 
 
 def summarize_run(out: Path, slo_ms: dict[str, float]) -> BenchSummary:
+    from specwise.results import SUMMARY, load_run, write_json_atomic
+    from specwise.summary import summarize
+
     summary = summarize(load_run(out), slo_ms or None)
     write_json_atomic(out / SUMMARY, summary.model_dump(mode="json"))
     return summary
