@@ -51,7 +51,8 @@ def load(server: VllmServer, runs: Path, dataset: str, concurrency: int, request
            "ttft_p50_ms": summary.ttft_ms.p50.value if summary.ttft_ms else None,
            # The draft alone streams faster than vLLM emits chunks (they arrive merged), so
            # its step is timed end to end: E2E / output tokens, the same for every server.
-           "e2e_per_token_ms": 1e3 * statistics.median(r.e2e_s / r.tokens for r in ok if r.e2e_s and r.tokens),
+           "e2e_per_token_ms": 1e3 * statistics.median(r.e2e_s / r.tokens for r in ok if r.e2e_s and r.tokens)
+           if ok else None, "error_types": summary.errors,
            "output_tok_s": summary.output_throughput_tok_s,
            "acceptance": server_window.acceptance_rate if server_window else None,
            "per_request_acceptance": summary.acceptance.per_request_pooled,

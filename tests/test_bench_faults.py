@@ -187,3 +187,12 @@ def test_open_loop_sends_on_schedule(tmp_path):
     gaps = [b.scheduled_s - a.scheduled_s for a, b in zip(records, records[1:])]
     assert gaps == pytest.approx([0.025] * 11)
     assert all(r.sent_s >= r.scheduled_s for r in records)
+
+
+@pytest.mark.parametrize("request_seeds", [False, True])
+def test_request_seeds_are_sent_only_when_asked(tmp_path, request_seeds):
+    with FaultServer() as server:
+        run_bench(BenchConfig(url=server.url, concurrency=1, requests=3, max_tokens=8, temperatures="1.0",
+                              request_seeds=request_seeds, dataset=dataset(tmp_path, ["ok"])), tmp_path / "run")
+    assert [("seed" in r) for r in server.requests] == [request_seeds] * 3
+    assert all(r["temperature"] == 1.0 and r["ignore_eos"] and r["logprobs"] == 0 for r in server.requests)

