@@ -12,7 +12,7 @@ BASE := $(VENV)/.base-$(RECIPE)
 ENGINE := $(VENV)/.engine-$(RECIPE)
 TEST := $(VENV)/.test-$(RECIPE)
 
-.PHONY: setup engine demo test bench clean
+.PHONY: setup engine demo test bench compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,15 @@ test: $(TEST)
 bench: $(BASE)
 	$(VENV)/bin/python bench/plan_speed.py
 
+# specwise bench beside `vllm bench serve` and GuideLLM on one server. GuideLLM gets its
+# own venv: its pins clash with vLLM's.
+GUIDELLM := .venv-guidellm/bin/guidellm
+$(GUIDELLM):
+	$(PYTHON) -m venv .venv-guidellm
+	.venv-guidellm/bin/pip -q --disable-pip-version-check --no-input install --no-compile guidellm==0.8.1
+
+compare: $(ENGINE) $(GUIDELLM)
+	$(VENV)/bin/python bench/compare_tools.py --guidellm $(GUIDELLM)
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-guidellm

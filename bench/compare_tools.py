@@ -45,9 +45,9 @@ The table gives each tool's highest rate with p99 lag ≤ --lag-limit-ms (1 ms).
     .venv/bin/python bench/compare_tools.py --url http://127.0.0.1:8000 --tokenizer DIR
     .venv/bin/python bench/compare_tools.py --skip-guidellm --rates 50,100 --out raw.json
 
-GuideLLM lives in its own virtual environment (--guidellm PATH_TO_ITS_guidellm_BINARY,
-default /work/scratch/compare/guidellm-venv/bin/guidellm); it is skipped with a note when
-absent. Nothing here is hard-coded: every number printed is measured in this run.
+GuideLLM lives in its own virtual environment (its dependencies clash with vLLM's):
+`make compare` creates `.venv-guidellm/` and runs this script; --guidellm PATH points at
+another guidellm binary. It is skipped with a note when absent. Nothing here is hard-coded: every number printed is measured in this run.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = ROOT / "tests"
-DEFAULT_GUIDELLM = Path("/work/scratch/compare/guidellm-venv/bin/guidellm")
+DEFAULT_GUIDELLM = Path(".venv-guidellm/bin/guidellm")
 SHIPPED_TOKENIZER = ROOT / "src" / "specwise" / "data" / "pair" / "target-small"
 TOOLS = ("specwise", "vllm bench serve", "guidellm")
 WITHIN = 0.05
@@ -296,7 +296,7 @@ def guidellm_usable(args: argparse.Namespace) -> str | None:
     path = Path(args.guidellm)
     if not path.is_file() or not os.access(path, os.X_OK):
         return (f"not found at {path} (install it into its own venv: python3 -m venv "
-                f"/work/scratch/compare/guidellm-venv && that venv's pip install guidellm, then pass --guidellm)")
+                f".venv-guidellm && .venv-guidellm/bin/pip install guidellm==0.8.1, or run `make compare`)")
     try:
         out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -356,6 +356,16 @@ def part_a(args: argparse.Namespace, url: str, model: str, tokenizer: str, work:
     write_prompts(prompts, args.dataset, args.requests, args.max_tokens)
     metrics: dict[str, dict[str, float | None] | None] = {}
     errors: dict[str, str] = {}
+    # Warm the server first, unmeasured, so that whichever tool runs first does not pay for a cold
+    # engine (first-request compilation and caches) — that would be the order, not the tool.
+    log(f"Part A: warming the server with {args.warmup} unmeasured requests")
+    for text in write_prompts(work / "prompts-warmup.jsonl", args.dataset, args.warmup, args.max_tokens):
+        try:
+            httpx.post(f"{url.rstrip('/')}/v1/completions", timeout=300,
+                       json={"model": model, "prompt": text, "max_tokens": args.max_tokens, "ignore_eos": True,
+                             "temperature": 0}).read()
+        except httpx.HTTPError as exc:
+            log(f"warm-up request failed: {type(exc).__name__}: {exc}")
 
     log(f"Part A: specwise, {args.requests} requests, concurrency 1, {args.max_tokens} tokens")
     try:
@@ -606,6 +616,7 @@ def main() -> int:
                                             "target's; with --url, the shipped target-small)")
     parser.add_argument("--requests", type=int, default=32, help="Part A requests per tool (default 32)")
     parser.add_argument("--max-tokens", type=int, default=64, help="Part A output tokens (ignore_eos; default 64)")
+    parser.add_argument("--warmup", type=int, default=4, help="Part A unmeasured warm-up requests (default 4)")
     parser.add_argument("--dataset", default="mixed", help="specwise prompt set or JSONL (default mixed)")
     parser.add_argument("--rates", default="50,100,200,400,800", help="Part B request rates, req/s")
     parser.add_argument("--ceiling-requests", type=int, default=256, help="Part B requests per rate and tool")
