@@ -100,7 +100,9 @@ async def _scrape(client: httpx.AsyncClient, url: str, zero: float, phase: str) 
     try:
         response = await client.get(f"{url.rstrip('/')}/metrics", timeout=10)
         response.raise_for_status()
-        return MetricSample(t_s=t, phase=phase, values=snapshot(response.text))  # type: ignore[arg-type]
+        # A vLLM /metrics page is large: parse it off the event loop, which is timing sends.
+        values = await asyncio.to_thread(snapshot, response.text)
+        return MetricSample(t_s=t, phase=phase, values=values)  # type: ignore[arg-type]
     except (httpx.HTTPError, ValueError) as exc:
         return MetricSample(t_s=t, phase=phase, error=type(exc).__name__)  # type: ignore[arg-type]
 
