@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from specwise import __version__
 from specwise.errors import SpecwiseError
-from specwise.load import LoadShape, Target, parse_temperature_mix, request_plan, run_load
+from specwise.load import LoadShape, Target, auth_headers, parse_temperature_mix, request_plan, run_load
 from specwise.metrics import snapshot
 from specwise.prompts import Prompt, load_dataset
 from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, now_iso
@@ -69,7 +69,7 @@ def read_api_key(env_name: str | None, file: Path | None) -> str | None:
 
 def probe(url: str, api_key: str | None) -> tuple[list[str], str | None]:
     """The served model names and the server's version; a clear error when the server cannot be reached."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = auth_headers(api_key)
     try:
         response = httpx.get(f"{url.rstrip('/')}/v1/models", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -107,9 +107,9 @@ async def _scrape(client: httpx.AsyncClient, url: str, zero: float, phase: str) 
         return MetricSample(t_s=t, phase=phase, error=type(exc).__name__)  # type: ignore[arg-type]
 
 
-async def _bench(config: BenchConfig, target: Target, prompts: tuple[Prompt, ...], mix: tuple[tuple[float, float], ...],
-                 writer: RunWriter, on_record: Callable[[RequestRecord], None]) -> None:
-    shape = config.shape()
+async def _bench(config: BenchConfig, shape: LoadShape, target: Target, prompts: tuple[Prompt, ...],
+                 mix: tuple[tuple[float, float], ...], writer: RunWriter,
+                 on_record: Callable[[RequestRecord], None]) -> None:
     plan = request_plan(prompts, mix, config.seed, config.warmup)
     zero = time.perf_counter()
 
@@ -147,7 +147,7 @@ def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     """Run `config` against its server, writing to `out`; returns `out`. Bad input fails before anything
     is sent. A dead server's failures are recorded per request; Ctrl-C or a crash leave the requests
     already finished on disk and the manifest marked incomplete."""
-    config.shape()
+    shape = config.shape()
     prompts, mix = load_dataset(config.dataset), parse_temperature_mix(config.temperatures)
     models, version = probe(config.url, api_key)
     model = config.model or (models[0] if models else None)
@@ -162,7 +162,7 @@ def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     on_start(manifest)
     reason = "interrupted"  # what KeyboardInterrupt leaves
     try:
-        asyncio.run(_bench(config, target, prompts, mix, writer, on_record))
+        asyncio.run(_bench(config, shape, target, prompts, mix, writer, on_record))
         reason = "done"
     except Exception as exc:
         reason = f"crashed: {type(exc).__name__}"

@@ -36,6 +36,10 @@ Api = Literal["completions", "chat"]
 ERROR_DETAIL_CHARS = 200
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 @dataclass(frozen=True)
 class Target:
     url: str
@@ -48,7 +52,7 @@ class Target:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return auth_headers(self.api_key)
 
     @property
     def path(self) -> str:

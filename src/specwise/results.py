@@ -20,6 +20,8 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from specwise.errors import SpecwiseError
+
 SCHEMA_VERSION = 1
 MANIFEST, REQUESTS, METRICS, SUMMARY = "manifest.json", "requests.jsonl", "metrics.jsonl", "summary.json"
 
@@ -174,8 +176,6 @@ class Run(BaseModel):
 def load_run(directory: Path) -> Run:
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
-        from specwise.errors import SpecwiseError
-
         raise SpecwiseError("RUN_DIR", f"{directory} holds no {MANIFEST}", "give a directory written by specwise bench")
     return Run(directory=directory, manifest=Manifest.model_validate_json(manifest_path.read_text()),
                requests=_read_lines(directory / REQUESTS, RequestRecord),
