@@ -12,7 +12,7 @@ BASE := $(VENV)/.base-$(RECIPE)
 ENGINE := $(VENV)/.engine-$(RECIPE)
 TEST := $(VENV)/.test-$(RECIPE)
 
-.PHONY: setup engine demo test bench compare clean
+.PHONY: setup engine demo test bench compare clean chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,16 @@ setup: $(BASE)
 engine: $(ENGINE)
 
 demo: $(ENGINE)
-	$(VENV)/bin/specwise plan --target llama-3.1-70b --target-quant int8 --draft llama-3.1-8b --gpu h100-sxm --gpus 2
+	$(VENV)/bin/specwise demo
 
-test: $(TEST)
+# The report tests open the HTML in headless Chromium, from the distribution's packages.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: $(TEST) chromium
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(BASE)

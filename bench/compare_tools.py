@@ -3,9 +3,14 @@ the same prompts and the same request count.
 
 Part A — agreement at low load (one request in flight): every tool runs the same N prompts
 against the same OpenAI-compatible streaming server (by default the embedded engine,
-started here; or --url) with the same fixed output length (ignore_eos), and each tool's
-own JSON output is parsed into one table: request and output-token throughput, TTFT, TPOT
-and E2E at P50/P99, with each tool's ratio to specwise (✓: within 5 %).
+started here; or --url) with the same fixed output length (ignore_eos), in --rounds
+interleaved rounds (the order rotates each round, so the server's drift over minutes falls
+on every tool alike). Each tool's own per-request records (TTFT, TPOT, E2E as it defines
+them) are pooled over its rounds, and the percentiles of every tool are computed the same
+way (numpy, linear), so that the table compares what the tools measured, not how each
+interpolates a percentile; throughput is the mean of what each tool reported per round.
+Printed: request and output-token throughput, TTFT, TPOT and E2E at P50/P99, with each
+tool's ratio to specwise (✓: within 5 %).
 
 How the tools define what is compared (read from their sources):
 - TTFT: first content chunk − request start, in all three.
@@ -14,16 +19,13 @@ How the tools define what is compared (read from their sources):
   latency ends at the last content chunk — the same quantity. GuideLLM calls this
   `inter_token_latency_ms` ((last token − first token) / (tokens − 1)); its own
   `time_per_output_token_ms` is (last token − request start) / tokens, TTFT included,
-  so the TPOT row uses GuideLLM's inter_token_latency_ms. GuideLLM's distribution is
-  weighted by tokens per request; with ignore_eos every request has the same count,
-  so its percentiles weigh requests equally like the others'.
+  so the TPOT row uses GuideLLM's per-request inter_token_latency_ms.
 - E2E: specwise, request start → end of the stream ([DONE]); vllm bench, start → last
   content chunk (`e2el`); GuideLLM, request_start → request_end (`request_latency`).
 - Request / output-token throughput: specwise, ok requests (tokens) over first send →
   last end; vllm bench, completed over its whole benchmark duration (first scheduled
   send → last completion); GuideLLM, its `requests_per_second` / `output_tokens_per_second`
   (successful), means over its measured window.
-- Percentiles: specwise and vllm bench use numpy's linear interpolation; GuideLLM its own.
 
 Part B — generator ceiling: against a fast local streaming server (the in-process
 FaultServer of tests/faultserver.py, run here in a child process so that the server does
@@ -196,17 +198,13 @@ def run_specwise(url: str, model: str, prompts: Path, requests: int, max_tokens:
     return {"run": run, "summary": summary}
 
 
-def specwise_metrics(result: dict[str, Any]) -> dict[str, float | None]:
+def specwise_requests(result: dict[str, Any]) -> dict[str, Any]:
+    """Per-request TTFT/TPOT/E2E (ms) from specwise's records, and its own throughput figures."""
+    ok = [r for r in result["run"].requests if not r.warmup and r.ok]
     s = result["summary"]
-
-    def q(lat: Any, name: str) -> float | None:
-        return getattr(lat, name).value if lat is not None else None
-
-    return {"req_s": s.request_throughput_rps, "tok_s": s.output_throughput_tok_s,
-            "ttft_p50": q(s.ttft_ms, "p50"), "ttft_p99": q(s.ttft_ms, "p99"),
-            "tpot_p50": q(s.tpot_ms, "p50"), "tpot_p99": q(s.tpot_ms, "p99"),
-            "e2e_p50": q(s.e2e_ms, "p50"), "e2e_p99": q(s.e2e_ms, "p99"),
-            "ok": s.ok, "requests": s.requests, "errors": s.errors}
+    return {"ttft": [1e3 * r.ttft_s for r in ok], "tpot": [1e3 * r.tpot_s for r in ok if r.tpot_s is not None],
+            "e2e": [1e3 * r.e2e_s for r in ok], "req_s": s.request_throughput_rps, "tok_s": s.output_throughput_tok_s,
+            "ok": s.ok, "requests": s.requests}
 
 
 def run_vllm(args: argparse.Namespace, url: str, model: str, tokenizer: str, prompts: Path, requests: int,
@@ -232,12 +230,13 @@ def run_vllm(args: argparse.Namespace, url: str, model: str, tokenizer: str, pro
     return json.loads(path.read_text())
 
 
-def vllm_metrics(d: dict[str, Any]) -> dict[str, float | None]:
-    return {"req_s": d.get("request_throughput"), "tok_s": d.get("output_throughput"),
-            "ttft_p50": d.get("p50_ttft_ms"), "ttft_p99": d.get("p99_ttft_ms"),
-            "tpot_p50": d.get("p50_tpot_ms"), "tpot_p99": d.get("p99_tpot_ms"),
-            "e2e_p50": d.get("p50_e2el_ms"), "e2e_p99": d.get("p99_e2el_ms"),
-            "ok": d.get("completed"), "requests": d.get("num_prompts"), "errors": d.get("failed")}
+def vllm_requests(d: dict[str, Any]) -> dict[str, Any]:
+    """Per request, as `vllm bench serve` computes them: TPOT = (latency − ttft) / (output tokens − 1)."""
+    rows = [(t, lat, n) for t, lat, n, err in zip(d["ttfts"], d["latencies"], d["output_lens"], d["errors"])
+            if not err and lat]
+    return {"ttft": [1e3 * t for t, _, _ in rows], "tpot": [1e3 * (lat - t) / (n - 1) for t, lat, n in rows if n > 1],
+            "e2e": [1e3 * lat for _, lat, _ in rows], "req_s": d.get("request_throughput"),
+            "tok_s": d.get("output_throughput"), "ok": d.get("completed"), "requests": d.get("num_prompts")}
 
 
 def run_guidellm(args: argparse.Namespace, url: str, model: str, tokenizer: str, prompts: Path, requests: int,
@@ -268,21 +267,22 @@ def run_guidellm(args: argparse.Namespace, url: str, model: str, tokenizer: str,
     return data["benchmarks"][0]
 
 
-def guidellm_metrics(b: dict[str, Any]) -> dict[str, float | None]:
+def guidellm_per_request(b: dict[str, Any]) -> dict[str, Any]:
+    """Per request, GuideLLM's own figures: time_to_first_token_ms, inter_token_latency_ms (its name for
+    (last token − first token) / (tokens − 1)), request_latency."""
+    reqs = guidellm_requests(b)
     m = b["metrics"]
 
-    def q(key: str, p: str, scale: float = 1.0) -> float | None:
+    def mean(key: str) -> float | None:
         dist = (m.get(key) or {}).get("successful") or {}
-        if not dist.get("count"):
-            return None
-        return (dist["percentiles"][p] if p != "mean" else dist["mean"]) * scale
+        return dist.get("mean") if dist.get("count") else None
 
     totals = m.get("request_totals", {})
-    return {"req_s": q("requests_per_second", "mean"), "tok_s": q("output_tokens_per_second", "mean"),
-            "ttft_p50": q("time_to_first_token_ms", "p50"), "ttft_p99": q("time_to_first_token_ms", "p99"),
-            "tpot_p50": q("inter_token_latency_ms", "p50"), "tpot_p99": q("inter_token_latency_ms", "p99"),
-            "e2e_p50": q("request_latency", "p50", 1e3), "e2e_p99": q("request_latency", "p99", 1e3),
-            "ok": totals.get("successful"), "requests": totals.get("total"), "errors": totals.get("errored")}
+    return {"ttft": [r["time_to_first_token_ms"] for r in reqs if r.get("time_to_first_token_ms") is not None],
+            "tpot": [r["inter_token_latency_ms"] for r in reqs if r.get("inter_token_latency_ms") is not None],
+            "e2e": [1e3 * r["request_latency"] for r in reqs if r.get("request_latency") is not None],
+            "req_s": mean("requests_per_second"), "tok_s": mean("output_tokens_per_second"),
+            "ok": totals.get("successful"), "requests": totals.get("total")}
 
 
 def guidellm_requests(b: dict[str, Any]) -> list[dict[str, Any]]:
@@ -350,54 +350,125 @@ def agreement_table(metrics: dict[str, dict[str, float | None] | None]) -> str:
     return "\n".join(lines)
 
 
+SERVER_HISTOGRAMS = {"ttft": "vllm:time_to_first_token_seconds", "e2e": "vllm:e2e_request_latency_seconds"}
+
+
+def server_sums(url: str) -> dict[str, float]:
+    """The server's own latency histograms (sum and count, summed over labels) — the reference every
+    client's figures can be held against: a client adds its own overhead on top of the server's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for key, name in SERVER_HISTOGRAMS.items():
+            if family.name == name:
+                for sample in family.samples:
+                    if sample.name in (name + "_sum", name + "_count"):
+                        tag = f"{key}_{sample.name.rsplit('_', 1)[1]}"
+                        out[tag] = out.get(tag, 0.0) + sample.value
+    return out
+
+
+def pooled_metrics(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
+    """One tool's rounds: percentiles over all its requests (numpy, linear — the same for every tool), and the
+    mean of the throughput it reported per round."""
+    out: dict[str, float | None] = {}
+    for name in ("ttft", "tpot", "e2e"):
+        values = [v for r in rounds for v in r[name]]
+        out[f"{name}_p50"], out[f"{name}_p99"] = pct(values, 50), pct(values, 99)
+    for name in ("req_s", "tok_s"):
+        values = [r[name] for r in rounds if r.get(name) is not None]
+        out[name] = float(np.mean(values)) if values else None
+    for name in ("ttft", "e2e"):
+        values = [v for r in rounds for v in r[name]]
+        out[f"{name}_mean"] = float(np.mean(values)) if values else None
+        total = {part: sum(r.get("server", {}).get(f"{name}_{part}", 0.0) for r in rounds) for part in ("sum", "count")}
+        out[f"server_{name}_mean"] = 1e3 * total["sum"] / total["count"] if total["count"] else None
+        out[f"server_{name}_count"] = total["count"]
+    out["ok"] = sum(r.get("ok") or 0 for r in rounds)
+    out["requests"] = sum(r.get("requests") or 0 for r in rounds)
+    return out
+
+
 def part_a(args: argparse.Namespace, url: str, model: str, tokenizer: str, work: Path,
            guidellm_note: str | None) -> dict[str, Any]:
     prompts = work / "prompts-a.jsonl"
     write_prompts(prompts, args.dataset, args.requests, args.max_tokens)
-    metrics: dict[str, dict[str, float | None] | None] = {}
     errors: dict[str, str] = {}
     # Warm the server first, unmeasured, so that whichever tool runs first does not pay for a cold
-    # engine (first-request compilation and caches) — that would be the order, not the tool.
-    log(f"Part A: warming the server with {args.warmup} unmeasured requests")
+    # engine (first-request compilation and caches) — that would be the order, not the tool. Both
+    # kinds of request the tools send are warmed: with logprobs (specwise counts tokens with them;
+    # vLLM's first logprobs request is over a second slower) and without (the others).
+    log(f"Part A: warming the server with {args.warmup} unmeasured requests of each kind")
     for text in write_prompts(work / "prompts-warmup.jsonl", args.dataset, args.warmup, args.max_tokens):
-        try:
-            httpx.post(f"{url.rstrip('/')}/v1/completions", timeout=300,
-                       json={"model": model, "prompt": text, "max_tokens": args.max_tokens, "ignore_eos": True,
-                             "temperature": 0}).read()
-        except httpx.HTTPError as exc:
-            log(f"warm-up request failed: {type(exc).__name__}: {exc}")
+        for extra in ({}, {"logprobs": 0}):
+            try:
+                httpx.post(f"{url.rstrip('/')}/v1/completions", timeout=300,
+                           json={"model": model, "prompt": text, "max_tokens": args.max_tokens, "ignore_eos": True,
+                                 "temperature": 0, "stream": True, **extra}).read()
+            except httpx.HTTPError as exc:
+                log(f"warm-up request failed: {type(exc).__name__}: {exc}")
 
-    log(f"Part A: specwise, {args.requests} requests, concurrency 1, {args.max_tokens} tokens")
-    try:
-        metrics["specwise"] = specwise_metrics(run_specwise(url, model, prompts, args.requests, args.max_tokens,
-                                                            work / "a-specwise", concurrency=1))
-    except Exception as exc:  # noqa: BLE001 — a failing tool is reported, the others still run
-        errors["specwise"] = f"{type(exc).__name__}: {exc}\n{tail(traceback.format_exc())}"
+    def specwise_round(name: str) -> dict[str, Any]:
+        return specwise_requests(run_specwise(url, model, prompts, args.requests, args.max_tokens, work / name,
+                                              concurrency=1))
+
+    def vllm_round(name: str) -> dict[str, Any]:
+        return vllm_requests(run_vllm(args, url, model, tokenizer, prompts, args.requests, args.max_tokens, work,
+                                      name, concurrency=1))
+
+    def guidellm_round(name: str) -> dict[str, Any]:
+        return guidellm_per_request(run_guidellm(args, url, model, tokenizer, prompts, args.requests, work, name,
+                                                 concurrency=1))
+
+    runners = {"specwise": specwise_round, "vllm bench serve": vllm_round, "guidellm": guidellm_round}
     if args.skip_vllm:
         errors["vllm bench serve"] = "skipped (--skip-vllm)"
-    else:
-        log("Part A: vllm bench serve, --max-concurrency 1")
-        try:
-            metrics["vllm bench serve"] = vllm_metrics(run_vllm(args, url, model, tokenizer, prompts, args.requests,
-                                                                args.max_tokens, work, "a-vllm", concurrency=1))
-        except Exception as exc:  # noqa: BLE001
-            errors["vllm bench serve"] = str(exc)
     if guidellm_note:
         errors["guidellm"] = guidellm_note
-    else:
-        log("Part A: guidellm, concurrent streams 1")
-        try:
-            metrics["guidellm"] = guidellm_metrics(run_guidellm(args, url, model, tokenizer, prompts, args.requests,
-                                                                work, "a-guidellm", concurrency=1))
-        except Exception as exc:  # noqa: BLE001
-            errors["guidellm"] = str(exc)
+    tools = [t for t in TOOLS if t not in errors]
+    rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+    # The server drifts over minutes (it was measurably slower by the third tool of a run): the tools take
+    # turns, in a rotated order each round, so that drift spreads over all of them instead of the last.
+    for r in range(args.rounds):
+        order = tools[r % len(tools):] + tools[:r % len(tools)]
+        for tool in order:
+            if tool in errors:
+                continue
+            log(f"Part A round {r + 1}/{args.rounds}: {tool}, {args.requests} requests, 1 in flight")
+            try:
+                before = server_sums(url)
+                result = runners[tool](f"a-{tool.split()[0]}-r{r}")
+                after = server_sums(url)
+                # The server's window holds every request the tool sent, unmeasured ones included
+                # (`vllm bench serve` sends one test request first): the counts are shown.
+                result["server"] = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+                rounds[tool].append(result)
+            except Exception as exc:  # noqa: BLE001 — a failing tool is reported, the others still run
+                errors[tool] = f"{type(exc).__name__}: {exc}\n{tail(traceback.format_exc())}"
+    metrics = {t: pooled_metrics(rounds[t]) for t in tools if t not in errors and rounds[t]}
 
-    print(f"\n## Part A — agreement at low load ({args.requests} requests, 1 in flight, "
-          f"{args.max_tokens} output tokens, ignore_eos; server {url}, model {model})\n")
+    print(f"\n## Part A — agreement at low load ({args.rounds} interleaved rounds × {args.requests} requests per "
+          f"tool, 1 in flight, {args.max_tokens} output tokens, ignore_eos; server {url}, model {model})\n")
     print(agreement_table({t: metrics.get(t) for t in TOOLS}))
+    print("\nEach tool against the server's own clock (vLLM's TTFT and E2E histograms over the same requests): "
+          "what a client adds on top is its own overhead.\n")
+    print("| tool | requests measured / seen by the server | TTFT mean (ms) | server's TTFT mean (ms) | "
+          "client − server (ms) | E2E mean (ms) | server's E2E mean (ms) | client − server (ms) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for tool in tools:
+        m = metrics.get(tool)
+        if not m:
+            continue
+        cells = []
+        for name in ("ttft", "e2e"):
+            c, srv = m.get(f"{name}_mean"), m.get(f"server_{name}_mean")
+            cells += [fmt(c), fmt(srv), fmt(c - srv) if c is not None and srv is not None else "—"]
+        print(f"| {tool} | {m.get('ok')} / {m.get('server_ttft_count') or 0:.0f} | " + " | ".join(cells) + " |")
     for tool, err in errors.items():
         print(f"\n{tool}: {err}")
-    return {"metrics": metrics, "errors": errors}
+    return {"metrics": metrics, "errors": errors, "rounds": rounds}
 
 
 # ---------------------------------------------------------------------------------------------- Part B
@@ -614,8 +685,9 @@ def main() -> int:
     parser.add_argument("--model", help="served model name (default: the server's first)")
     parser.add_argument("--tokenizer", help="tokenizer directory for vllm bench / GuideLLM (default: the embedded "
                                             "target's; with --url, the shipped target-small)")
-    parser.add_argument("--requests", type=int, default=32, help="Part A requests per tool (default 32)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="Part A output tokens (ignore_eos; default 64)")
+    parser.add_argument("--requests", type=int, default=32, help="Part A requests per tool and round (default 32)")
+    parser.add_argument("--rounds", type=int, default=3, help="Part A interleaved rounds (default 3)")
+    parser.add_argument("--max-tokens", type=int, default=32, help="Part A output tokens (ignore_eos; default 32)")
     parser.add_argument("--warmup", type=int, default=4, help="Part A unmeasured warm-up requests (default 4)")
     parser.add_argument("--dataset", default="mixed", help="specwise prompt set or JSONL (default mixed)")
     parser.add_argument("--rates", default="50,100,200,400,800", help="Part B request rates, req/s")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from specwise import __version__
 from specwise.errors import SpecwiseError
-from specwise.load import LoadShape, Target, auth_headers, parse_temperature_mix, request_plan, run_load
+from specwise.load import LoadShape, Target, auth_headers, client_for, parse_temperature_mix, request_plan, run_load
 from specwise.metrics import snapshot
 from specwise.prompts import Prompt, load_dataset
 from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, now_iso
@@ -117,14 +117,15 @@ async def _bench(config: BenchConfig, shape: LoadShape, target: Target, prompts:
         writer.request(rec)
         on_record(rec)
 
-    async def load(shape: LoadShape) -> None:
-        await run_load(target, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
+    async def load(client: httpx.AsyncClient, shape: LoadShape) -> None:
+        await run_load(client, target, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
                        seed=config.seed, on_record=record, zero=zero)
 
-    async with httpx.AsyncClient(headers=target.headers) as scraper:
+    async with httpx.AsyncClient(headers=target.headers) as scraper, client_for(shape) as client:
         if config.warmup:
             # Warm-up first and on its own, so that the counters' window holds the measured requests only.
-            await load(LoadShape(concurrency=min(config.warmup, shape.concurrency or shape.max_in_flight or 4),
+            # It also opens the connections the measured requests then reuse.
+            await load(client, LoadShape(concurrency=min(config.warmup, shape.concurrency or shape.max_in_flight or 4),
                                  requests=config.warmup))
         writer.metric(await _scrape(scraper, config.url, zero, "before"))
 
@@ -135,7 +136,7 @@ async def _bench(config: BenchConfig, shape: LoadShape, target: Target, prompts:
 
         ticker = asyncio.create_task(every())
         try:
-            await load(shape)
+            await load(client, shape)
         finally:
             ticker.cancel()
             writer.metric(await _scrape(scraper, config.url, zero, "after"))

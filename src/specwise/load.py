@@ -289,18 +289,20 @@ async def sleep_until(when: float) -> None:
         await asyncio.sleep(0)
 
 
-def client_for(max_connections: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=
-                                                 max_connections), timeout=httpx.Timeout(600.0))
+def client_for(shape: LoadShape) -> httpx.AsyncClient:
+    """One client (connection pool) for a run: warm-up and measured requests share its connections."""
+    connections = shape.concurrency or shape.max_in_flight or 1000
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+                             timeout=httpx.Timeout(600.0))
 
 
-async def run_load(target: Target, plan: Iterator[Planned], shape: LoadShape, *, max_tokens: int,
-                   on_record: Callable[[RequestRecord], None], ignore_eos: bool = True, seed: int = 0,
-                   zero: float | None = None) -> None:
+async def run_load(client: httpx.AsyncClient, target: Target, plan: Iterator[Planned], shape: LoadShape, *,
+                   max_tokens: int, on_record: Callable[[RequestRecord], None], ignore_eos: bool = True,
+                   seed: int = 0, zero: float | None = None) -> None:
     """Send the next requests of `plan` in `shape` until its bound; `on_record` gets each record as it ends.
 
-    The duration runs from this call. Requests in flight when the bound is reached are
-    awaited; cancelling the task cancels them.
+    The duration and the open-loop schedule run from this call. Requests in flight when
+    the bound is reached are awaited; cancelling the task cancels them.
     """
     zero = time.perf_counter() if zero is None else zero
     deadline = time.perf_counter() + shape.duration_s if shape.duration_s is not None else None
@@ -315,43 +317,42 @@ async def run_load(target: Target, plan: Iterator[Planned], shape: LoadShape, *,
         sent += 1
         return True
 
-    async def one(client: httpx.AsyncClient, planned: Planned, scheduled_s: float) -> None:
+    async def one(planned: Planned, scheduled_s: float) -> None:
         on_record(await send(client, target, planned, zero=zero, scheduled_s=scheduled_s, max_tokens=max_tokens,
                              ignore_eos=ignore_eos))
 
     if shape.concurrency is not None:
-        async with client_for(shape.concurrency) as client:
-            async def worker() -> None:
-                while more():
-                    await one(client, next(plan), time.perf_counter() - zero)
+        async def worker() -> None:
+            while more():
+                await one(next(plan), time.perf_counter() - zero)
 
-            await asyncio.gather(*(worker() for _ in range(shape.concurrency)))
+        await asyncio.gather(*(worker() for _ in range(shape.concurrency)))
         return
 
     assert shape.rate is not None
     cap = asyncio.Semaphore(shape.max_in_flight) if shape.max_in_flight else None
     tasks: set[asyncio.Task[None]] = set()
     offsets = arrival_offsets(shape.rate, shape.arrivals, shape.burstiness, seed)
-    start = time.perf_counter() - zero
-    async with client_for(shape.max_in_flight or 1000) as client:
-        async def capped(planned: Planned, scheduled_s: float) -> None:
-            try:
-                await one(client, planned, scheduled_s)
-            finally:
-                if cap:
-                    cap.release()
 
+    async def capped(planned: Planned, scheduled_s: float) -> None:
         try:
-            while more():
-                planned, scheduled_s = next(plan), start + next(offsets)
-                await sleep_until(zero + scheduled_s)
-                if cap:
-                    await cap.acquire()
-                task = asyncio.create_task(capped(planned, scheduled_s))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
+            await one(planned, scheduled_s)
         finally:
-            for task in tasks:
-                task.cancel()
+            if cap:
+                cap.release()
+
+    start = time.perf_counter() - zero
+    try:
+        while more():
+            planned, scheduled_s = next(plan), start + next(offsets)
+            await sleep_until(zero + scheduled_s)
+            if cap:
+                await cap.acquire()
+            task = asyncio.create_task(capped(planned, scheduled_s))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()

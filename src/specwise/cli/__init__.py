@@ -56,3 +56,4 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 from specwise.cli import plan as _plan  # noqa: E402,F401  (registers the command)
 from specwise.cli import serve as _serve  # noqa: E402,F401
 from specwise.cli import bench as _bench  # noqa: E402,F401
+from specwise.cli import run as _run  # noqa: E402,F401

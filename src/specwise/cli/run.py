@@ -1,0 +1,155 @@
+"""`specwise run` (an A/B experiment from YAML), `specwise report RUN_DIR` and `specwise demo`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from specwise.cli import app, one_line_errors
+from specwise.errors import SpecwiseError
+
+if TYPE_CHECKING:
+    from specwise.experiment import ExperimentConfig
+    from specwise.findings import Findings
+
+EXIT_INTERRUPTED = 130
+EXAMPLE = """\b
+Example experiment file:
+  name: chat-ab
+  servers:
+    - {name: baseline, role: baseline, url: http://10.0.0.5:8000}
+    - {name: eagle, url: http://10.0.0.6:8000, k: 4, api_key_env: VLLM_KEY}
+  workloads:
+    - {name: code, dataset: structured, temperatures: "0.2"}
+    - {name: chat, dataset: prompts.jsonl, temperatures: "0.1:60,1.0:40"}
+  loads: {concurrency: [1, 4, 16, 64]}      # or rate: [0.5, 2, 8]
+  repetitions: 2
+  requests: 64
+  max_tokens: 128
+  slo: {p99_tpot_ms: 60}
+  primary_slo: tpot                         # tpot | ttft | e2e | throughput
+  monitoring: false                         # is acceptance monitored in production?
+  memory: {device_gb: 160, target_weights_gb: 70, draft_weights_gb: 16}
+A server specwise starts instead of a URL: launch: {mode: draft, k: 4} (the embedded pair),
+or launch: {mode: draft, model: TARGET_DIR, draft: DRAFT_DIR}."""
+
+
+def _stamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:
+    from specwise.runner import Events, run_experiment
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        cells = progress.add_task("cells to run", total=0)
+        current = progress.add_task("", total=1, visible=False)
+
+        class Shown(Events):
+            def planned(self, count: int) -> None:
+                progress.update(cells, total=(progress.tasks[cells].total or 0) + count)
+
+            def cell_start(self, label: str, requests: int) -> None:
+                progress.reset(current, total=requests, description=f"  {label}", visible=True)
+
+            def request_done(self, ok: bool) -> None:
+                progress.advance(current)
+
+            def cell_end(self, label: str) -> None:
+                progress.update(current, visible=False)
+                progress.advance(cells)
+
+        return run_experiment(config, out, Shown(lambda m: progress.console.print(m, highlight=False)))
+
+
+def _show(findings: Findings, console: Console) -> None:
+    table = Table(title="Verdicts", show_lines=True)
+    for col in ("candidate", "workload", "verdict", "why"):
+        table.add_column(col)
+    for f in findings.findings:
+        v = f.verdict
+        why = v.headline + (f"\nvLLM: {v.limit.vllm_setting}" if v.limit else "")
+        failed = [r.detail for r in v.rules if r.status.value == "FAIL"]
+        if failed:
+            why += "\n" + "\n".join(f"• {d}" for d in failed[:3])
+        table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
+    console.print(table)
+
+
+def _finish(findings: Findings, out: Path, console: Console, started: float) -> None:
+    from specwise.report import write_report
+
+    paths = write_report(findings, out)
+    _show(findings, console)
+    console.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name})", highlight=False)
+    console.print(f"done in {time.monotonic() - started:.0f} s", highlight=False)
+
+
+def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
+    started = time.monotonic()
+    console.print(f"experiment {config.name}: {len(config.servers)} servers × {len(config.workloads)} workloads × "
+                  f"{len(config.loads.levels)} loads × {config.repetitions} repetition(s), {config.requests} requests "
+                  f"per cell → {out}", highlight=False)
+    try:
+        findings = _execute(config, out, console)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished cells are kept; resume with the same command and --out {out}",
+                      highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _finish(findings, out, console, started)
+
+
+@app.command(epilog=EXAMPLE)
+@one_line_errors
+def run(
+    file: Optional[Path] = typer.Argument(None, help="Experiment YAML file (see the example below)."),
+    quick: bool = typer.Option(False, "--quick", help="The built-in experiment on the embedded pair: baseline, "
+                               "draft and n-gram; structured T=0 and mixed temperatures; concurrency 1 and 8."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default specwise-runs/NAME-TIME). "
+                                       "An existing one of the same experiment is resumed."),
+) -> None:
+    """Run an A/B experiment — baseline vs speculative candidates, same prompts, temperatures and loads — and
+    give a verdict with its reasons, and a report."""
+    from specwise.experiment import load_config, quick_config
+
+    if (file is None) == (not quick):
+        raise SpecwiseError("FILE/--quick", "give an experiment file or --quick", "e.g. specwise run exp.yaml")
+    config = quick_config() if quick else load_config(file)  # type: ignore[arg-type]
+    _run(config, out or Path("specwise-runs") / f"{config.name}-{_stamp()}", Console(stderr=False))
+
+
+@app.command()
+@one_line_errors
+def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo.")) -> None:
+    """Rebuild the HTML, Markdown and JSON report of an experiment from its directory alone."""
+    from specwise.experiment import stored_config
+    from specwise.runner import findings_of
+
+    started = time.monotonic()
+    config = stored_config(run_dir)
+    _finish(findings_of(run_dir, config), run_dir, Console(), started)
+
+
+@app.command()
+@one_line_errors
+def demo(out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default "
+                                            "specwise-runs/demo-TIME); an existing one is resumed.")) -> None:
+    """The whole loop on the embedded CPU pair: builds the pair if needed, then `specwise run --quick`, the
+    verdicts and the report."""
+    from specwise.engine import require_vllm
+    from specwise.engine.pair import ensure_pair
+    from specwise.experiment import quick_config
+
+    console = Console()
+    require_vllm()
+    ensure_pair(lambda m: console.print(m, highlight=False))
+    config = quick_config().model_copy(update={"name": "demo"})
+    _run(config, out or Path("specwise-runs") / f"demo-{_stamp()}", console)

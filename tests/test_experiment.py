@@ -1,0 +1,111 @@
+"""Experiment files: validation errors that name the field, the run order, resume and the layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from specwise.errors import SpecwiseError
+from specwise.experiment import (cell_complete, cell_dir, cell_seed, control_workload, main_cells, parse_config,
+                                 prepare, quick_config, schedule)
+
+GOOD = """
+name: ab
+servers:
+  - {name: base, role: baseline, url: "http://127.0.0.1:8000"}
+  - {name: spec, url: "http://127.0.0.1:8001", k: 4}
+workloads:
+  - {name: code, dataset: structured, temperatures: "0"}
+  - {name: chat, dataset: mixed, temperatures: "0.1:60,1.0:40"}
+loads: {concurrency: [4, 1]}
+repetitions: 2
+requests: 16
+slo: {p99_tpot_ms: 80}
+"""
+
+
+def test_a_good_file() -> None:
+    config = parse_config(GOOD)
+    assert config.baseline.name == "base" and [c.name for c in config.candidates] == ["spec"]
+    assert config.loads.unit == "concurrency" and config.loads.levels == [1.0, 4.0]
+    assert config.slo.as_limits() == {"p99_tpot": 80.0}
+    assert config.workload("chat").mix == ((0.1, 0.6), (1.0, 0.4))
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (("loads: {concurrency: [4, 1]}", "loads: {concurrency: [4, 1], rate: [1]}"), "loads"),
+    (("loads: {concurrency: [4, 1]}", "loads: {concurrency: [0]}"), "loads"),
+    (('temperatures: "0.1:60,1.0:40"', 'temperatures: "hot"'), "workloads[1].temperatures"),
+    (("dataset: mixed", "dataset: nosuchset"), "workloads[1].dataset"),
+    (("requests: 16", "requests: 2"), "requests"),
+    (("repetitions: 2", "repetitions: 0"), "repetitions"),
+    (("role: baseline, ", ""), "experiment"),
+    (('{name: spec, url: "http://127.0.0.1:8001", k: 4}', "{name: spec, k: 4}"), "servers[1]"),
+    (("{name: spec,", "{name: base,"), "experiment"),
+    (("slo: {p99_tpot_ms: 80}", "slo: {p99_tpot_ms: -1}"), "slo.p99_tpot_ms"),
+    (("slo: {p99_tpot_ms: 80}", "slo: {p99_tpotms: 80}"), "slo.p99_tpotms"),
+    (("name: ab", "name: 'a b'"), "name"),
+])
+def test_bad_fields_are_named(edit: tuple[str, str], field: str) -> None:
+    text = GOOD.replace(*edit)
+    assert text != GOOD
+    with pytest.raises(SpecwiseError) as err:
+        parse_config(text)
+    assert err.value.field == field, err.value.line()
+
+
+def test_not_yaml_and_not_a_mapping() -> None:
+    with pytest.raises(SpecwiseError, match="not valid YAML at line"):
+        parse_config("servers: [\n")
+    with pytest.raises(SpecwiseError, match="must be a YAML mapping"):
+        parse_config("- a\n- b\n")
+
+
+def test_order_alternates_and_seeds_are_shared() -> None:
+    config = parse_config(GOOD)
+    assert [(rep, s.name) for rep, s in schedule(config)] == [(0, "base"), (0, "spec"), (1, "spec"), (1, "base")]
+    cells = main_cells(config)
+    assert len(cells) == 2 * 2 * 2 * 2
+    # The same prompts and seeds for A and B; different across repetitions and cells.
+    assert cell_seed(config, "code", 1, 0) == cell_seed(config, "code", 1, 0)
+    assert len({cell_seed(config, w, lv, r) for w in ("code", "chat") for lv in (1, 4) for r in (0, 1)}) == 8
+
+
+def test_control_is_the_lowest_temperature() -> None:
+    control = control_workload(parse_config(GOOD).workload("chat"))
+    assert (control.name, control.dataset, control.temperatures) == ("chat-control", "mixed", "0.1")
+
+
+def test_resume_needs_the_same_experiment(tmp_path: Path) -> None:
+    config = parse_config(GOOD)
+    prepare(config, tmp_path)
+    prepare(config, tmp_path)  # the same: resumes
+    with pytest.raises(SpecwiseError, match="holds a different experiment") as err:
+        prepare(config.model_copy(update={"requests": 99}), tmp_path)
+    assert err.value.field == "--out"
+    directory = cell_dir(tmp_path, "code", "concurrency", 1.0, "base", 0)
+    assert not cell_complete(directory)
+    directory.mkdir(parents=True)
+    (directory / "manifest.json").write_text(json.dumps({"complete": False}))
+    assert not cell_complete(directory)
+
+
+def test_quick_config_is_valid() -> None:
+    config = quick_config()
+    assert {s.launch.mode for s in config.servers if s.launch} == {"baseline", "draft", "ngram"}
+    assert {w.temperatures for w in config.workloads} == {"0", "0:1,0.5:1,1.0:1"}
+
+
+def test_cli_bad_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(GOOD.replace("requests: 16", "requests: -3"))
+    out = subprocess.run([sys.executable, "-m", "specwise", "run", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "requests" in out.stderr
+    missing = subprocess.run([sys.executable, "-m", "specwise", "run", str(tmp_path / "nope.yaml")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -1,0 +1,91 @@
+"""`specwise run` on the embedded engine, end to end through the CLI: a homogeneous T=0 structured workload
+and a mixed-temperature one, measured on real baseline and draft servers, must get different and correct
+diagnoses; the report must render in headless Chromium; a second run resumes and reruns nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from chromium import coloured_share, open_page  # noqa: E402
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+EXPERIMENT = """
+name: real-ab
+servers:
+  - {name: baseline, role: baseline, launch: {mode: baseline}}
+  - {name: draft, launch: {mode: draft, k: 4}}
+workloads:
+  - {name: structured-t0, dataset: structured, temperatures: "0"}
+  - {name: mixed, dataset: mixed, temperatures: "0:1,0.5:1,1.0:1"}
+loads: {concurrency: [1]}
+requests: 18
+warmup: 1
+max_tokens: 32
+"""
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("exp")
+    (root / "exp.yaml").write_text(EXPERIMENT)
+    out = subprocess.run([sys.executable, "-m", "specwise", "run", str(root / "exp.yaml"), "--out", str(root / "run")],
+                         capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return root, out.stdout
+
+
+def _finding(root: Path, workload: str) -> dict:
+    report = json.loads((root / "run" / "report.json").read_text())
+    return next(f for f in report["findings"] if f["workload"] == workload)
+
+
+def _status(finding: dict) -> dict[str, str]:
+    return {r["name"]: r["status"] for r in finding["verdict"]["rules"]}
+
+
+def test_homogeneous_t0_is_a_good_fit(experiment: tuple[Path, str]) -> None:
+    f = _finding(experiment[0], "structured-t0")
+    assert f["server_acceptance"]["acceptance_rate"] > 0.65
+    assert _status(f)["acceptance"] == "PASS" and _status(f)["temperature"] == "PASS"
+    assert f["loads"][0]["tpot_p50_speedup"]["low"] > 1.0, f["loads"][0]["tpot_p50_speedup"]
+    assert f["verdict"]["decision"] == "ENABLE", f["verdict"]
+
+
+def test_mixed_temperatures_are_diagnosed_as_such(experiment: tuple[Path, str]) -> None:
+    f = _finding(experiment[0], "mixed")
+    assert f["verdict"]["decision"] == "DISABLE"
+    status = _status(f)
+    assert status["acceptance"] == "FAIL" and f["server_acceptance"]["acceptance_rate"] < 0.5
+    assert status["temperature"] == "FAIL"
+    buckets = {b["temperature"]: b for b in f["buckets"]}
+    assert set(buckets) == {0.0, 0.5, 1.0}
+    assert buckets[0.0]["p50"] > buckets[1.0]["p50"]  # acceptance falls with temperature, per request
+    assert status["per-request acceptance tail"] == "FAIL"
+
+
+def test_report_renders_in_chromium(experiment: tuple[Path, str], tmp_path: Path) -> None:
+    root, stdout = experiment
+    assert "report:" in stdout and "ENABLE" in stdout and "DISABLE" in stdout
+    page = open_page(root / "run" / "report.html", tmp_path / "shot.png")
+    assert page.console_errors == []
+    # The plots are on screen: their line colours cover part of the page.
+    assert coloured_share(page.screenshot, (31, 119, 180)) > 0.0005
+
+
+def test_a_second_run_resumes_without_rerunning(experiment: tuple[Path, str]) -> None:
+    root, _ = experiment
+    before = sorted(p.stat().st_mtime for p in (root / "run" / "cells").rglob("requests.jsonl"))
+    out = subprocess.run([sys.executable, "-m", "specwise", "run", str(root / "exp.yaml"), "--out", str(root / "run")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "starting" not in out.stdout
+    after = sorted(p.stat().st_mtime for p in (root / "run" / "cells").rglob("requests.jsonl"))
+    assert before == after
