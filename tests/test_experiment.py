@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from specwise.errors import SpecwiseError
-from specwise.experiment import (cell_complete, cell_dir, cell_seed, control_workload, main_cells, parse_config,
+from specwise.experiment import (cell_complete, cell_dir, cell_seed, control_workload, parse_config,
                                  prepare, quick_config, schedule)
 
 GOOD = """
@@ -68,8 +68,6 @@ def test_not_yaml_and_not_a_mapping() -> None:
 def test_order_alternates_and_seeds_are_shared() -> None:
     config = parse_config(GOOD)
     assert [(rep, s.name) for rep, s in schedule(config)] == [(0, "base"), (0, "spec"), (1, "spec"), (1, "base")]
-    cells = main_cells(config)
-    assert len(cells) == 2 * 2 * 2 * 2
     # The same prompts and seeds for A and B; different across repetitions and cells.
     assert cell_seed(config, "code", 1, 0) == cell_seed(config, "code", 1, 0)
     assert len({cell_seed(config, w, lv, r) for w in ("code", "chat") for lv in (1, 4) for r in (0, 1)}) == 8

@@ -275,11 +275,6 @@ def control_workload(workload: Workload) -> Workload:
     return Workload(name=workload.name + CONTROL_SUFFIX, dataset=workload.dataset, temperatures=f"{low:g}")
 
 
-def main_cells(config: ExperimentConfig) -> list[tuple[int, Server, Workload, float]]:
-    return [(rep, server, workload, level) for rep, server in schedule(config)
-            for workload in config.workloads for level in config.loads.levels]
-
-
 def prepare(config: ExperimentConfig, root: Path) -> None:
     """Create the experiment directory, or check that a resumed one holds this same experiment."""
     root.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwise.experiment import (ExperimentConfig, Server, Workload, cell_complete, cell_dir, cell_seed,
-                                 iter_cell_dirs, load_label, main_cells, prepare)
-from specwise.findings import Cells, Findings, analyze, control_cells
+                                 control_workload, iter_cell_dirs, load_label, prepare, schedule)
+from specwise.findings import Cells, Findings, analyze, control_cells, needs_control
 from specwise.results import Run, load_run, write_json_atomic
 
 if TYPE_CHECKING:
@@ -88,52 +88,71 @@ def _read_key(server: Server) -> str | None:
     return read_api_key(server.api_key_env, server.api_key_file)
 
 
-def run_cells(config: ExperimentConfig, root: Path, cells: list[tuple[int, Server, Workload, float]],
-              events: Events) -> None:
-    """Run the incomplete ones of `cells`, launching each server once per stretch of its cells."""
-    from specwise.benchmark import BenchConfig, run_bench
-    from specwise.engine import require_vllm
-    from specwise.engine.server import VllmServer
+class CellRunner:
+    """Runs cells, launching each server when its first cell comes and keeping it up while the next cells
+    are its own (across calls, so that a control can follow on the same server without a restart)."""
 
-    todo = [c for c in cells if not cell_complete(cell_dir(root, c[2].name, config.loads.unit, c[3], c[1].name, c[0]))]
-    events.planned(len(todo))
-    servers_info_path = root / SERVERS
-    info: dict[str, Any] = json.loads(servers_info_path.read_text()) if servers_info_path.exists() else {}
-    with ExitStack() as stack:
-        running: tuple[str, str] | None = None  # (server name, url)
+    def __init__(self, config: ExperimentConfig, root: Path, events: Events) -> None:
+        self.config, self.root, self.events = config, root, events
+        self.stack = ExitStack()
+        self.running: tuple[str, str] | None = None  # (server name, url)
+        self.info_path = root / SERVERS
+        self.info: dict[str, Any] = json.loads(self.info_path.read_text()) if self.info_path.exists() else {}
+
+    def __enter__(self) -> CellRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def _serve(self, server: Server) -> str:
+        if self.running and self.running[0] == server.name:
+            return self.running[1]
+        from specwise.engine import require_vllm
+        from specwise.engine.server import VllmServer
+
+        self.stack.close()
+        url = server.url
+        if server.launch is not None:
+            require_vllm()
+            spec = _launch_spec(server)
+            self.events.log(f"starting {server.name} ({server.launch.mode}) — the CPU engine takes a minute")
+            handle = self.stack.enter_context(VllmServer(spec, self.root / "logs"))
+            self.info[server.name] = {"mode": server.launch.mode, "k": server.launch.k,
+                                      "target_weights_bytes": weights_bytes(spec.model),
+                                      "draft_weights_bytes": weights_bytes(spec.draft),
+                                      "kv_cache_space_bytes": spec.kv_cache_space_gb * 2**30,
+                                      # vLLM 0.32's default for an API server on a CPU (arg_utils.py)
+                                      "max_num_seqs": 128, **server_report(handle.log_path)}
+            write_json_atomic(self.info_path, self.info)
+            url = handle.url
+        assert url is not None
+        self.running = (server.name, url)
+        return url
+
+    def run(self, cells: list[tuple[int, Server, Workload, float]]) -> None:
+        """Run the incomplete ones of `cells`, in order."""
+        from specwise.benchmark import BenchConfig, run_bench
+
+        config, unit = self.config, self.config.loads.unit
+        todo = [c for c in cells if not cell_complete(cell_dir(self.root, c[2].name, unit, c[3], c[1].name, c[0]))]
+        self.events.planned(len(todo))
         for rep, server, workload, level in todo:
-            if running is None or running[0] != server.name:
-                stack.close()
-                if server.launch is not None:
-                    require_vllm()
-                    spec = _launch_spec(server)
-                    events.log(f"starting {server.name} ({server.launch.mode}) — the CPU engine takes a minute")
-                    handle = stack.enter_context(VllmServer(spec, root / "logs"))
-                    info[server.name] = {"mode": server.launch.mode, "k": server.launch.k,
-                                         "target_weights_bytes": weights_bytes(spec.model),
-                                         "draft_weights_bytes": weights_bytes(spec.draft),
-                                         "kv_cache_space_bytes": spec.kv_cache_space_gb * 2**30,
-                                         # vLLM 0.32's default for an API server on a CPU (arg_utils.py)
-                                         "max_num_seqs": 128, **server_report(handle.log_path)}
-                    write_json_atomic(servers_info_path, info)
-                    running = (server.name, handle.url)
-                else:
-                    assert server.url is not None
-                    running = (server.name, server.url)
-            directory = cell_dir(root, workload.name, config.loads.unit, level, server.name, rep)
+            url = self._serve(server)
+            directory = cell_dir(self.root, workload.name, unit, level, server.name, rep)
             if directory.exists():
                 shutil.rmtree(directory)  # an interrupted cell is redone whole
             bench = BenchConfig(
-                url=running[1], api=config.api, model=server.model,
-                concurrency=int(level) if config.loads.unit == "concurrency" else None,
-                rate=level if config.loads.unit == "rate" else None, requests=config.requests, warmup=config.warmup,
-                max_tokens=config.max_tokens, temperatures=workload.temperatures, dataset=workload.dataset,
-                k=server.spec_k, seed=cell_seed(config, workload.name, level, rep),
+                url=url, api=config.api, model=server.model,
+                concurrency=int(level) if unit == "concurrency" else None, rate=level if unit == "rate" else None,
+                requests=config.requests, warmup=config.warmup, max_tokens=config.max_tokens,
+                temperatures=workload.temperatures, dataset=workload.dataset, k=server.spec_k,
+                seed=cell_seed(config, workload.name, level, rep),
                 slo_ms={k.removeprefix("p99_"): v for k, v in config.slo.as_limits().items()})
-            label = f"{server.name} · {workload.name} · {load_label(config.loads.unit, level)} · rep {rep + 1}"
-            events.cell_start(label, config.requests + config.warmup)
-            run_bench(bench, directory, api_key=_read_key(server), on_record=lambda r: events.request_done(r.ok))
-            events.cell_end(label)
+            label = f"{server.name} · {workload.name} · {load_label(unit, level)} · rep {rep + 1}"
+            self.events.cell_start(label, config.requests + config.warmup)
+            run_bench(bench, directory, api_key=_read_key(server), on_record=lambda r: self.events.request_done(r.ok))
+            self.events.cell_end(label)
 
 
 def load_cells(root: Path, config: ExperimentConfig) -> Cells:
@@ -157,16 +176,32 @@ def findings_of(root: Path, config: ExperimentConfig) -> Findings:
 
 
 def run_experiment(config: ExperimentConfig, root: Path, events: Events) -> Findings:
+    """The cells in schedule order; then, where P50 and P99 diverge on a mixed workload, its homogeneous
+    control. On launched servers the control needs no restart: the baseline runs the controls of the mixed
+    workloads at every load while it is up, and a candidate runs its own right after its cells, as soon
+    as they show the divergence."""
     prepare(config, root)
-    run_cells(config, root, main_cells(config), events)
-    findings = findings_of(root, config)
-    if config.control == "auto":
-        controls = control_cells(config, findings)
-        if controls:
-            by_name = {s.name: s for s in config.servers}
-            cells = [(rep, by_name[name], workload, level) for workload, level, names in controls
-                     for rep in range(config.repetitions) for name in names]
-            events.log("P50 and P99 diverge on a mixed workload: running the homogeneous low-temperature control")
-            run_cells(config, root, cells, events)
-            findings = findings_of(root, config)
-    return findings
+    auto = config.control == "auto"
+    by_name = {s.name: s for s in config.servers}
+
+    def controls_for(rep: int, server: Server | None) -> list[tuple[int, Server, Workload, float]]:
+        todo = control_cells(config, findings_of(root, config))
+        return [(r, by_name[name], workload, level) for workload, level, names in todo for name in names
+                for r in ([rep] if server else range(config.repetitions)) if server is None or name == server.name]
+
+    with CellRunner(config, root, events) as runner:
+        for rep, server in schedule(config):
+            cells = [(rep, server, w, level) for w in config.workloads for level in config.loads.levels]
+            if auto and server.launch is not None and server.role == "baseline":
+                cells += [(rep, server, control_workload(w), level) for w in config.workloads
+                          if needs_control(w) and w.control is None for level in config.loads.levels]
+            runner.run(cells)
+            if auto and server.launch is not None and server.role == "candidate":
+                extra = controls_for(rep, server)
+                if extra:
+                    events.log(f"{server.name}: P50 and P99 diverge on a mixed workload — running its homogeneous "
+                               "low-temperature control")
+                runner.run(extra)
+        if auto:
+            runner.run(controls_for(0, None))  # what the order left (e.g. a baseline that ran after a candidate)
+    return findings_of(root, config)

@@ -359,37 +359,40 @@ def decide(ev: Evidence) -> Verdict:
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")
-    if all(o is True for o in outcome):
-        speed_rule.status = Status.PASS
-    elif all(o is False for o in outcome):
-        speed_rule.status = Status.FAIL
-    if blocking:
-        return verdict(Decision.DISABLE, "leave speculation off: " + "; ".join(r.name for r in blocking) + " failed")
-    if speed_rule.status == Status.PASS:
-        return verdict(Decision.ENABLE, f"enable: TPOT faster at every measured {ev.load_unit}")
-    if speed_rule.status == Status.FAIL:
-        return verdict(Decision.DISABLE, f"leave speculation off: TPOT slower at every measured {ev.load_unit}")
     won = 0
     while won < len(outcome) and outcome[won] is True:
         won += 1
-    undecided = [e for e, o in zip(loads, outcome) if o is None]
-    need = [n for n in (requests_to_decide(e) for e in undecided) if n]
-    more = max(need) if need else None
-    if won:
-        # Proven faster up to a load, slower or not proven beyond: speculate only where it was proven.
-        last = loads[won - 1]
-        # Under a concurrency load the batch is at most the concurrency; under a rate, what the server ran.
-        batch = int(last.load) if ev.load_unit == "concurrency" else int(last.batch or 0)
+    last = loads[won - 1] if won else None
+    if won == len(outcome):
+        speed_rule.status = Status.PASS
+    elif all(o is False for o in outcome):
+        speed_rule.status = Status.FAIL
+    elif last is not None:
+        # Proven faster up to a load, slower or not proven beyond.
         speed_rule.status = Status.PASS
         beyond = "slower" if all(o is False for o in outcome[won:]) else "not proven faster"
         speed_rule.detail += f"; faster up to {ev.load_unit} {last.load:g}, {beyond} beyond"
-        cross = crossover(loads)
-        if cross is not None:
-            speed_rule.values = {"crossover": cross}
-            speed_rule.detail += f" (crossover ≈ {cross:.3g})"
+    cross = crossover(loads)
+    if cross is not None:
+        speed_rule.values = {"crossover": cross}
+        speed_rule.detail += f" (crossover ≈ {cross:.3g})"
+    undecided = [e for e, o in zip(loads, outcome) if o is None]
+    need = [n for n in (requests_to_decide(e) for e in undecided) if n]
+    more = max(need) if need else None
+
+    if blocking:
+        return verdict(Decision.DISABLE, "leave speculation off: " + "; ".join(r.name for r in blocking) + " failed")
+    if won == len(outcome):
+        return verdict(Decision.ENABLE, f"enable: TPOT faster at every measured {ev.load_unit}")
+    if speed_rule.status == Status.FAIL:
+        return verdict(Decision.DISABLE, f"leave speculation off: TPOT slower at every measured {ev.load_unit}")
+    if last is not None:
+        # Speculate only where it was proven faster. Under a concurrency load the batch is at most the
+        # concurrency; under a rate, what the server ran.
+        batch = int(last.load) if ev.load_unit == "concurrency" else int(last.batch or 0)
         if batch < 1:
-            return verdict(Decision.INCONCLUSIVE, "faster at low load, slower at high load, but the server reported "
-                           "no batch size to set the limit by")
+            return verdict(Decision.INCONCLUSIVE, "faster at low load, not beyond, but the server reported no batch "
+                           "size to set the limit by")
         return verdict(Decision.ENABLE_WITH_LIMIT,
                        f"enable up to {ev.load_unit} {last.load:g} (batch ≤ {batch}), off above",
                        limit=Limit(load=last.load, unit=ev.load_unit, batch=batch,
