@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from specwise.results import RequestRecord, Run
-from specwise.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, Estimate, percentile
+from specwise.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, Estimate, bootstrap_percentiles, percentile
 from specwise.summary import Bucket, ServerWindow, acceptance, server_window
 
 KV_KEYS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
@@ -90,14 +90,7 @@ def ratio(numerator: list[float], denominator: list[float], q: float, seed: int 
 
 
 def _estimate(values: list[float], q: float, seed: int) -> Estimate | None:
-    if not values:
-        return None
-    if len(values) < 5:
-        return Estimate(value=percentile(values, q))
-    dist = _boot(values, q, np.random.default_rng(seed))
-    tail = 100 * (1 - CONFIDENCE) / 2
-    return Estimate(value=percentile(values, q), low=float(np.percentile(dist, tail)),
-                    high=float(np.percentile(dist, 100 - tail)))
+    return bootstrap_percentiles(values, [q], seed=seed).get(q)
 
 
 def _throughput(runs: Sequence[Run]) -> float:
