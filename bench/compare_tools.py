@@ -685,7 +685,7 @@ def main() -> int:
     parser.add_argument("--model", help="served model name (default: the server's first)")
     parser.add_argument("--tokenizer", help="tokenizer directory for vllm bench / GuideLLM (default: the embedded "
                                             "target's; with --url, the shipped target-small)")
-    parser.add_argument("--requests", type=int, default=32, help="Part A requests per tool and round (default 32)")
+    parser.add_argument("--requests", type=int, default=64, help="Part A requests per tool and round (default 64)")
     parser.add_argument("--rounds", type=int, default=3, help="Part A interleaved rounds (default 3)")
     parser.add_argument("--max-tokens", type=int, default=32, help="Part A output tokens (ignore_eos; default 32)")
     parser.add_argument("--warmup", type=int, default=4, help="Part A unmeasured warm-up requests (default 4)")

@@ -113,6 +113,8 @@ def test_divergence_needs_the_control_to_diagnose() -> None:
                 "P50–P99 divergence")
     assert spec.values["diagnosis"] == "speculative decoding"
     assert decide(with_(loads=diverging)).decision is Decision.DISABLE
+    own = rule(decide(with_(loads=diverging, control=Control(load=1, homogeneous=True))), "P50–P99 divergence")
+    assert own.values["diagnosis"] == "speculative decoding" and "already homogeneous" in own.detail
 
 
 def test_speedup_decides_when_rules_pass() -> None:

@@ -136,7 +136,9 @@ def analyze(config: ExperimentConfig, cells: Cells, servers: dict[str, Any] | No
             total = sum(bk.requests for bk in bks) or 1
             control, control_info = None, None
             div = divergent_loads(comparisons)
-            if div and needs_control(workload):
+            if div and not needs_control(workload):
+                control = Control(load=div[0], homogeneous=True)
+            elif div:
                 level = div[0]
                 name = control_name(workload)
                 cb, cc = _cell(cells, base.name, name, level), _cell(cells, cand.name, name, level)

@@ -97,6 +97,7 @@ class Control:
     load: float
     tpot_p99_speedup: Estimate | None = None   # None: not run (prescribed)
     prescription: str = ""
+    homogeneous: bool = False                  # the workload itself is homogeneous: it is its own control
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,10 @@ def rule_divergence(ev: Evidence) -> Rule:
     vals: dict[str, float | str | None] = {"load": e.load, "p50_speedup": e.tpot_speedup.value,
                                            "p99_speedup": e.tpot_p99_speedup.value}
     c = ev.control
+    if c is not None and c.homogeneous:
+        return Rule(name="P50–P99 divergence", status=Status.FAIL, values=vals | {"diagnosis": "speculative decoding"},
+                    detail=f"{base}, on a workload that is already homogeneous in temperature: a "
+                           "speculative-decoding problem, not the mix")
     if c is None or c.tpot_p99_speedup is None:
         how = c.prescription if c and c.prescription else "rerun the same load with one low temperature"
         return Rule(name="P50–P99 divergence", status=Status.FAIL, values=vals | {"diagnosis": "unconfirmed"},
