@@ -331,9 +331,11 @@ def rule_monitoring(ev: Evidence) -> Rule:
     if ev.monitoring:
         return Rule(name="acceptance monitoring", status=Status.PASS, blocking=False,
                     detail="acceptance is monitored in production")
+    state = "no acceptance monitoring in place" if ev.monitoring is False else \
+        "not stated whether acceptance is monitored (monitoring: in the experiment file)"
     return Rule(name="acceptance monitoring", status=Status.FAIL if ev.monitoring is False else Status.UNKNOWN,
-                blocking=False, detail="no acceptance monitoring in place: acceptance drifts with traffic — "
-                "install `specwise rules` alerts before relying on speculation")
+                blocking=False, detail=f"{state}: acceptance drifts with traffic — install `specwise rules` alerts "
+                "before relying on speculation")
 
 
 RULES = (rule_acceptance, rule_tail, rule_temperature, rule_divergence, rule_memory, rule_squeeze,
@@ -421,6 +423,6 @@ def acceptance_drop(name_a: str, acc_a: float | None, name_b: str, acc_b: float 
         return Rule(name=f"acceptance {name_a} vs {name_b}", status=Status.FAIL, blocking=False, values=vals,
                     detail=f"{worse} accepts {100 * abs(drop):.1f} points less than {better} "
                            f"({min(acc_a, acc_b):.2f} vs {max(acc_a, acc_b):.2f}) — over {100 * QUANT_DROP:.0f} "
-                           "points: step back")
+                           f"points: if {worse} is {better} quantized, step back")
     return Rule(name=f"acceptance {name_a} vs {name_b}", status=Status.PASS, blocking=False, values=vals,
                 detail=f"acceptance within {100 * QUANT_DROP:.0f} points ({acc_a:.2f} vs {acc_b:.2f})")
