@@ -358,9 +358,14 @@ def server_sums(url: str) -> dict[str, float]:
     client's figures can be held against: a client adds its own overhead on top of the server's."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10).text
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10)
+        response.raise_for_status()
+        families = list(text_string_to_metric_families(response.text))
+    except (httpx.HTTPError, ValueError):
+        return out  # a server without vLLM's /metrics: no reference column, the tools still run
+    for family in families:
         for key, name in SERVER_HISTOGRAMS.items():
             if family.name == name:
                 for sample in family.samples:
