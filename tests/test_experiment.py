@@ -107,3 +107,14 @@ def test_cli_bad_file_is_one_line(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "specwise", "run", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_cli_unreachable_server_is_one_line_naming_it(tmp_path: Path) -> None:
+    from specwise.engine.server import free_port
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(GOOD.replace("8000", str(free_port())).replace("8001", str(free_port())))
+    out = subprocess.run([sys.executable, "-m", "specwise", "run", str(path), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "servers.base" in out.stderr and "cannot reach" in out.stderr

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from specwise.errors import SpecwiseError
 from specwise.experiment import (ExperimentConfig, Server, Workload, cell_complete, cell_dir, cell_seed,
                                  control_workload, iter_cell_dirs, load_label, prepare, schedule)
 from specwise.findings import Cells, Findings, analyze, control_cells, needs_control
@@ -151,7 +152,11 @@ class CellRunner:
                 slo_ms={k.removeprefix("p99_"): v for k, v in config.slo.as_limits().items()})
             label = f"{server.name} · {workload.name} · {load_label(unit, level)} · rep {rep + 1}"
             self.events.cell_start(label, config.requests + config.warmup)
-            run_bench(bench, directory, api_key=_read_key(server), on_record=lambda r: self.events.request_done(r.ok))
+            try:
+                run_bench(bench, directory, api_key=_read_key(server),
+                          on_record=lambda r: self.events.request_done(r.ok))
+            except SpecwiseError as exc:  # e.g. an unreachable URL: name the server, not a bench flag
+                raise SpecwiseError(f"servers.{server.name}", exc.problem, exc.fix) from None
             self.events.cell_end(label)
 
 
