@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, Field
 
+from specwise.metrics import SpecCounters
 from specwise.results import RequestRecord, Run
 from specwise.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, Estimate, bootstrap_percentiles, percentile
-from specwise.summary import Bucket, ServerWindow, acceptance, server_window
+from specwise.summary import Bucket, ServerWindow, acceptance, server_window, span_s
 
 KV_KEYS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 
@@ -97,9 +98,7 @@ def _throughput(runs: Sequence[Run]) -> float:
     rates = []
     for run in runs:
         measured = [r for r in run.requests if not r.warmup]
-        if not measured:
-            continue
-        span = max(r.end_s for r in measured) - min(r.sent_s for r in measured)
+        span = span_s(measured)
         if span > 0:
             rates.append(sum(r.tokens for r in measured if r.ok) / span)
     return float(np.mean(rates)) if rates else 0.0
@@ -110,19 +109,18 @@ def _window(runs: Sequence[Run]) -> ServerWindow | None:
     windows = [w for w in (server_window([s.values for s in run.samples if s.error is None]) for run in runs) if w]
     if not windows:
         return None
-    drafts = sum(w.drafts for w in windows)
-    draft_tokens = sum(w.draft_tokens for w in windows)
-    accepted = sum(w.accepted_tokens for w in windows)
     positions = sorted({p for w in windows for p in w.per_position})
+    pooled = SpecCounters(sum(w.drafts for w in windows), sum(w.draft_tokens for w in windows),
+                          sum(w.accepted_tokens for w in windows),
+                          {p: sum(w.per_position.get(p, 0.0) * w.drafts for w in windows) for p in positions})
     kv_max = [w.kv_cache_usage_max for w in windows if w.kv_cache_usage_max is not None]
     running = [w.running_max for w in windows if w.running_max is not None]
     preempt = [w.preemptions for w in windows if w.preemptions is not None]
     return ServerWindow(
-        scrapes=sum(w.scrapes for w in windows), drafts=drafts, draft_tokens=draft_tokens, accepted_tokens=accepted,
-        acceptance_rate=accepted / draft_tokens if draft_tokens else None,
-        mean_acceptance_length=1 + accepted / drafts if drafts else None,
-        per_position={p: sum(w.per_position.get(p, 0.0) * w.drafts for w in windows) / drafts for p in positions}
-        if drafts else {},
+        scrapes=sum(w.scrapes for w in windows), drafts=pooled.drafts, draft_tokens=pooled.draft_tokens,
+        accepted_tokens=pooled.accepted, acceptance_rate=pooled.acceptance_rate,
+        mean_acceptance_length=pooled.mean_acceptance_length,
+        per_position={p: n / pooled.drafts for p, n in pooled.accepted_per_pos.items()} if pooled.drafts else {},
         kv_cache_usage_max=max(kv_max) if kv_max else None, running_max=max(running) if running else None,
         preemptions=sum(preempt) if preempt else None)
 

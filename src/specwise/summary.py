@@ -154,13 +154,15 @@ def acceptance(records: list[RequestRecord], snapshots: list[dict[str, float]], 
                       buckets=buckets, merged_chunk_requests=sum(1 for r in records if r.merged_chunks))
 
 
+def span_s(measured: list[RequestRecord]) -> float:
+    """The measured window: first send → last end (throughputs are counts over it)."""
+    return max(r.end_s for r in measured) - min(r.sent_s for r in measured) if measured else 0.0
+
+
 def summarize(run: Run, slo_ms: dict[str, float] | None = None, seed: int = 0) -> BenchSummary:
     measured = [r for r in run.requests if not r.warmup]
     ok = [r for r in measured if r.ok]
-    if measured:
-        duration = max(r.end_s for r in measured) - min(r.sent_s for r in measured)
-    else:
-        duration = 0.0
+    duration = span_s(measured)
     per_s = 1 / duration if duration > 0 else 0.0
     lags = [1e3 * r.send_lag_s for r in measured]
     k = run.manifest.config.get("k")
