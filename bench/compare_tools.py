@@ -170,7 +170,7 @@ def write_prompts(path: Path, dataset: str, count: int, output_tokens: int) -> l
     """`count` prompts (the dataset cycled) as JSONL that all three tools read: `prompt` (specwise,
     vllm's custom dataset, GuideLLM's text column), `output_tokens` (vllm's custom dataset; also given
     as --custom-output-len) and `output_tokens_count` (GuideLLM: max_tokens + ignore_eos)."""
-    from specwise.prompts import load_dataset
+    from specwise.workload import load_dataset
 
     prompts = load_dataset(dataset)
     rows = [prompts[i % len(prompts)] for i in range(count)]
@@ -185,14 +185,14 @@ def write_prompts(path: Path, dataset: str, count: int, output_tokens: int) -> l
 
 def run_specwise(url: str, model: str, prompts: Path, requests: int, max_tokens: int, out: Path, *,
                  concurrency: int | None = None, rate: float | None = None) -> dict[str, Any]:
-    from specwise.benchmark import BenchConfig, run_bench
+    from specwise.load import BenchConfig, execute_bench
     from specwise.results import load_run
-    from specwise.summary import summarize
+    from specwise.analysis import summarize
 
     config = BenchConfig(url=url, model=model, concurrency=concurrency, rate=rate, arrivals="constant",
                          requests=requests, max_tokens=max_tokens, temperatures="0", dataset=str(prompts),
                          scrape_interval_s=30.0)
-    run_bench(config, out)
+    execute_bench(config, out)
     run = load_run(out)
     summary = summarize(run)
     return {"run": run, "summary": summary}

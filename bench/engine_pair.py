@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from specwise.benchmark import BenchConfig, run_bench
+from specwise.load import BenchConfig, execute_bench
 from specwise.engine.server import ServerSpec, VllmServer, embedded
 from specwise.results import load_run
-from specwise.summary import summarize
+from specwise.analysis import summarize
 
 K = 4
 TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -41,7 +41,7 @@ def load(server: VllmServer, runs: Path, dataset: str, concurrency: int, request
     config = BenchConfig(url=server.url, concurrency=concurrency, requests=requests, warmup=warmup,
                          max_tokens=MAX_TOKENS, temperatures=str(temperature), dataset=dataset,
                          k=K if server.spec.mode != "baseline" else None, scrape_interval_s=5.0)
-    run = load_run(run_bench(config, out))
+    run = load_run(execute_bench(config, out))
     summary = summarize(run)
     ok = [r for r in run.requests if r.ok and not r.warmup]
     server_window = summary.acceptance.server

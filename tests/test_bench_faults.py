@@ -14,10 +14,10 @@ import pytest
 from faultserver import FAULTS, FaultServer
 from typer.testing import CliRunner
 
-from specwise.benchmark import BenchConfig, run_bench
+from specwise.load import BenchConfig, execute_bench
 from specwise.cli import app
 from specwise.results import load_run
-from specwise.summary import summarize
+from specwise.analysis import summarize
 
 EXPECTED = {"reset": "stream_reset", "http429": "http_429", "http503": "http_503", "malformed": "malformed_sse",
             "nonjson": "non_json_body", "empty": "empty_choices", "stall": "timeout"}
@@ -46,7 +46,7 @@ def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, api):
     with FaultServer(tokens=8, chunk=2, stall_s=5) as server:
         config = BenchConfig(url=server.url, api=api, concurrency=2, requests=2 * len(names), max_tokens=8,
                              dataset=dataset(tmp_path, names), stall_timeout_s=1.0, scrape_interval_s=0.5, k=1)
-        run_bench(config, tmp_path / "run")
+        execute_bench(config, tmp_path / "run")
     records = check_intact(tmp_path / "run", 2 * len(names))
     by_prompt = {}
     for record in records:
@@ -69,7 +69,7 @@ def test_connection_refused_is_recorded_per_request(tmp_path):
         config = BenchConfig(url=url, concurrency=1, requests=3, max_tokens=8, dataset=dataset(tmp_path, ["ok"]))
         server.stop()  # the listening socket is gone: refused
         with pytest.raises(Exception, match="cannot reach"):
-            run_bench(config, tmp_path / "never")  # refused before the run starts: one clear error
+            execute_bench(config, tmp_path / "never")  # refused before the run starts: one clear error
 
 
 def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
@@ -78,7 +78,7 @@ def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
                              dataset=dataset(tmp_path, ["ok"]), scrape_interval_s=0.2)
         killer = __import__("threading").Timer(1.5, server.stop)
         killer.start()
-        run_bench(config, tmp_path / "run")
+        execute_bench(config, tmp_path / "run")
         killer.join()
     records = check_intact(tmp_path / "run", 12)
     ok = [r for r in records if r.ok]
@@ -115,7 +115,7 @@ def test_ctrl_c_leaves_a_readable_incomplete_run(tmp_path):
 
 def test_a_torn_last_line_is_skipped(tmp_path):
     with FaultServer() as server:
-        run_bench(BenchConfig(url=server.url, concurrency=1, requests=3, max_tokens=8,
+        execute_bench(BenchConfig(url=server.url, concurrency=1, requests=3, max_tokens=8,
                               dataset=dataset(tmp_path, ["ok"])), tmp_path / "run")
     with (tmp_path / "run" / "requests.jsonl").open("a") as handle:
         handle.write('{"schema_version": 1, "index": 99, "warm')  # the process died mid-write
@@ -170,7 +170,7 @@ def test_help_documents_every_option():
 
 def test_warmup_is_left_out_of_the_results_and_of_the_counters_window(tmp_path):
     with FaultServer() as server:  # its drafts counter counts the requests it served
-        run_bench(BenchConfig(url=server.url, concurrency=2, requests=5, warmup=3, max_tokens=8,
+        execute_bench(BenchConfig(url=server.url, concurrency=2, requests=5, warmup=3, max_tokens=8,
                               dataset=dataset(tmp_path, ["ok"])), tmp_path / "run")
     run = load_run(tmp_path / "run")
     assert [r.warmup for r in sorted(run.requests, key=lambda r: r.index)] == [True] * 3 + [False] * 5
@@ -181,7 +181,7 @@ def test_warmup_is_left_out_of_the_results_and_of_the_counters_window(tmp_path):
 
 def test_open_loop_sends_on_schedule(tmp_path):
     with FaultServer() as server:
-        run_bench(BenchConfig(url=server.url, rate=40, arrivals="constant", requests=12, max_tokens=8,
+        execute_bench(BenchConfig(url=server.url, rate=40, arrivals="constant", requests=12, max_tokens=8,
                               dataset=dataset(tmp_path, ["ok"])), tmp_path / "run")
     records = sorted(load_run(tmp_path / "run").requests, key=lambda r: r.index)
     gaps = [b.scheduled_s - a.scheduled_s for a, b in zip(records, records[1:])]
@@ -192,7 +192,7 @@ def test_open_loop_sends_on_schedule(tmp_path):
 @pytest.mark.parametrize("request_seeds", [False, True])
 def test_request_seeds_are_sent_only_when_asked(tmp_path, request_seeds):
     with FaultServer() as server:
-        run_bench(BenchConfig(url=server.url, concurrency=1, requests=3, max_tokens=8, temperatures="1.0",
+        execute_bench(BenchConfig(url=server.url, concurrency=1, requests=3, max_tokens=8, temperatures="1.0",
                               request_seeds=request_seeds, dataset=dataset(tmp_path, ["ok"])), tmp_path / "run")
     assert [("seed" in r) for r in server.requests] == [request_seeds] * 3
     assert all(r["temperature"] == 1.0 and r["ignore_eos"] and r["logprobs"] == 0 for r in server.requests)

@@ -20,11 +20,11 @@ pytest.importorskip("vllm")
 httpx = pytest.importorskip("httpx")
 
 from specwise.engine.server import VllmServer, embedded, free_port  # noqa: E402
-from specwise.load import Planned, Target, send  # noqa: E402
+from specwise.load import Endpoint, send  # noqa: E402
 from specwise.metrics import SpecCounters, spec_counters  # noqa: E402
-from specwise.prompts import Prompt, load_prompt_set  # noqa: E402
+from specwise.workload import Planned, Prompt, load_prompt_set  # noqa: E402
 from specwise.results import RequestRecord, load_run  # noqa: E402
-from specwise.summary import summarize  # noqa: E402
+from specwise.analysis import summarize  # noqa: E402
 
 pytestmark = pytest.mark.engine
 READY_S = 900
@@ -99,7 +99,7 @@ def stream(url: str, prompt: str, temperature: float) -> tuple[RequestRecord, st
     """One streamed completion, as specwise bench sends it; and its text."""
     async def go() -> RequestRecord:
         async with httpx.AsyncClient() as client:
-            return await send(client, Target(url, MODEL, k=4), Planned(0, Prompt("p", prompt), temperature, False, 0),
+            return await send(client, Endpoint(url, MODEL, k=4), Planned(0, Prompt("p", prompt), temperature, False, 0),
                               zero=time.perf_counter(), scheduled_s=0.0, max_tokens=MAX_TOKENS, text_out=text)
     text: list[str] = []
     return asyncio.run(go()), "".join(text)

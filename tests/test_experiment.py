@@ -11,7 +11,8 @@ import pytest
 
 from specwise.errors import SpecwiseError
 from specwise.experiment import (cell_complete, cell_dir, cell_seed, control_workload, parse_config,
-                                 prepare, quick_config, schedule)
+                                 quick_config, schedule)
+from specwise.experiment.layout import prepare
 
 GOOD = """
 name: ab

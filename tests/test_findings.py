@@ -9,7 +9,7 @@ import pytest
 
 from specwise.analysis import CellRuns, compare, ratio
 from specwise.experiment import parse_config
-from specwise.findings import analyze, control_cells
+from specwise.experiment import build_findings, control_cells
 from specwise.metrics import ACCEPTED, DRAFT_TOKENS, DRAFTS, per_pos_key
 from specwise.report import html, markdown, write_report
 from specwise.results import Manifest, MetricSample, RequestRecord, Run
@@ -85,7 +85,7 @@ def test_homogeneous_and_mixed_workloads_get_different_diagnoses(tmp_path: Path)
     # chat (T 0 and 1): T=0 requests fast, T=1 requests slow → P50 better, P99 worse; acceptance 0.45.
     chat = {lv: run({0.0: 10.0, 1.0: 30.0}, temps=(0.0, 1.0), acceptance={0.0: 0.8, 1.0: 0.1},
                     counters=(1000, 4000, 1800)) for lv in (1.0, 8.0)}
-    findings = analyze(config, cells_for(code, chat))
+    findings = build_findings(config, cells_for(code, chat))
     by = {f.workload: f for f in findings.findings}
     assert by["code"].verdict.decision is Decision.ENABLE_WITH_LIMIT
     assert by["code"].verdict.limit is not None and by["code"].verdict.limit.batch == 1
@@ -96,8 +96,8 @@ def test_homogeneous_and_mixed_workloads_get_different_diagnoses(tmp_path: Path)
     assert status["acceptance"] == "FAIL" and status["per-request acceptance tail"] == "FAIL"
     assert status["P50–P99 divergence"] == "FAIL" and status["temperature"] == "FAIL"
     # External servers: the control is prescribed, not run.
-    assert by["chat"].control is not None and "specwise bench --url http://127.0.0.1:2" in by["chat"].control[
-        "prescription"]
+    assert by["chat"].control is not None and "specwise bench --url http://127.0.0.1:2" in (
+        by["chat"].control.prescription or "")
     assert control_cells(config, findings) == []
     # Histograms by temperature bucket and per-position acceptance come through.
     assert set(by["chat"].histogram) == {0.0, 1.0}
@@ -117,29 +117,29 @@ def test_the_control_runs_for_launched_servers_and_classifies() -> None:
     chat = {lv: run({0.0: 10.0, 1.0: 30.0}, temps=(0.0, 1.0), acceptance={0.0: 0.8, 1.0: 0.1},
                     counters=(1000, 4000, 1800)) for lv in (1.0, 8.0)}
     cells = cells_for(code, chat)
-    findings = analyze(config, cells)
+    findings = build_findings(config, cells)
     todo = control_cells(config, findings)
     assert [(w.name, w.temperatures, level, names) for w, level, names in todo] == [
         ("chat-control", "0", 1.0, ["base", "spec"])]
     # The control tightens P99: a mixed-workload problem.
     cells[("base", "chat-control", 1.0)] = [run(20.0, seed=5)]
     cells[("spec", "chat-control", 1.0)] = [run(10.0, seed=6)]
-    rule = next(r for r in analyze(config, cells).findings if r.workload == "chat").verdict.rules
+    rule = next(r for r in build_findings(config, cells).findings if r.workload == "chat").verdict.rules
     div = next(r for r in rule if r.name == "P50–P99 divergence")
     assert div.values["diagnosis"] == "mixed workload"
     # It regresses too: a speculative-decoding problem.
     cells[("spec", "chat-control", 1.0)] = [run(30.0, seed=6)]
-    rule = next(r for r in analyze(config, cells).findings if r.workload == "chat").verdict.rules
+    rule = next(r for r in build_findings(config, cells).findings if r.workload == "chat").verdict.rules
     assert next(r for r in rule if r.name == "P50–P99 divergence").values["diagnosis"] == "speculative decoding"
 
 
 def test_everything_embedded_in_html_is_escaped() -> None:
     config = parse_config(CONFIG.replace("dataset: mixed", "dataset: structured"))
     cells = cells_for({lv: run(12.0) for lv in (1.0, 8.0)}, {lv: run(12.0) for lv in (1.0, 8.0)})
-    findings = analyze(config, cells)
+    findings = build_findings(config, cells)
     evil = '<script>alert("x")</script>'
     findings.findings[0].candidate = evil
-    findings.findings[0].verdict.rules[0].detail = evil
+    findings.findings[0].verdict.rules[0].reason = evil
     findings.experiment = evil
     page = html(findings)
     assert evil not in page and "&lt;script&gt;" in page and "<script" not in page
@@ -154,7 +154,7 @@ def test_report_opens_in_chromium_with_plots_and_no_console_error(tmp_path: Path
             for lv in (1.0, 8.0)}
     chat = {lv: run({0.0: 10.0, 1.0: 30.0}, temps=(0.0, 1.0), acceptance={0.0: 0.8, 1.0: 0.1},
                     counters=(1000, 4000, 1800)) for lv in (1.0, 8.0)}
-    paths = write_report(analyze(config, cells_for(code, chat)), tmp_path)
+    paths = write_report(build_findings(config, cells_for(code, chat)), tmp_path)
     page = open_page(paths["html"], tmp_path / "report.png")
     assert page.console_errors == []
     assert coloured_share(page.screenshot, (31, 119, 180)) > 0.0005   # the candidates' plot lines

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from specwise.catalog import Precision, resolve_model  # noqa: E402
-from specwise.plan.check import Status  # noqa: E402
+from specwise.check import Status  # noqa: E402
 from specwise.plan.memory import kv_bytes_per_token  # noqa: E402
 from specwise.plan.pair import tokenizer_check  # noqa: E402
 

@@ -8,13 +8,12 @@ import statistics
 import pytest
 
 from specwise.errors import SpecwiseError
-from specwise.load import (LoadShape, arrival_offsets, parse_temperature_mix, per_request_acceptance,
-                           request_plan)
+from specwise.load import per_request_acceptance
 from specwise.metrics import increase, snapshot, window
-from specwise.prompts import load_dataset
+from specwise.workload import LoadShape, arrival_offsets, load_dataset, parse_temperature_mix, request_plan
 from specwise.results import Manifest, RequestRecord, Run
-from specwise.stats import bootstrap_percentiles
-from specwise.summary import summarize
+from specwise.analysis import bootstrap_percentiles
+from specwise.analysis import summarize
 
 
 def test_temperature_mix_is_normalized_and_checked():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from specwise.catalog import Precision, resolve_gpu
-from specwise.plan.check import Status
+from specwise.check import Status
 from specwise.plan.memory import Deployed, kv_bytes_per_seq, kv_bytes_per_token, plan_memory
 
 P = Precision

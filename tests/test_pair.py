@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from specwise.catalog import Precision as P
-from specwise.plan.check import Status
+from specwise.check import Status
 from specwise.plan.pair import family_check, pair_checks, quantization_check, size_ratio_check, tokenizer_check
 
 

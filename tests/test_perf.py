@@ -79,9 +79,9 @@ def test_crossover_interpolates():
 
     rows = [SpeedupRow(concurrency=c, baseline_tpot_ms=1, speculative_tpot_ms=1, speedup=s, break_even_alpha=None,
                        fits_kv_cache=True) for c, s in ((1, 1.5), (4, 1.2), (16, 0.8))]
-    x = crossover(rows)
+    x = crossover([(r.concurrency, r.speedup) for r in rows])
     assert 4 < x < 16
-    assert crossover(rows[:2]) is None
+    assert crossover([(r.concurrency, r.speedup) for r in rows[:2]]) is None
 
 
 def test_rows_beyond_kv_capacity_are_marked(setup):

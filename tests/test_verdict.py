@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from specwise.stats import Estimate
+from specwise.analysis import Estimate
 from specwise.verdict import (Control, Decision, Evidence, LoadEvidence, Status, acceptance_drop, crossover,
                               decide, median_temperature, requests_to_decide)
 
@@ -92,7 +92,7 @@ CASES = [
                          ids=[f"{c[1]}-{c[2].value}-{i}" for i, c in enumerate(CASES)])
 def test_rule(change: dict, name: str, status: Status, decision: Decision) -> None:
     v = decide(with_(**change))
-    assert rule(v, name).status is status, rule(v, name).detail
+    assert rule(v, name).status is status, rule(v, name).reason
     assert v.decision is decision, v.headline
 
 
@@ -105,7 +105,7 @@ def test_divergence_needs_the_control_to_diagnose() -> None:
     diverging = (load(1, 1.4, 0.8), load(8, 1.1, 0.85))
     unconfirmed = decide(with_(loads=diverging, control=Control(load=1, prescription="specwise bench … -T 0")))
     r = rule(unconfirmed, "P50–P99 divergence")
-    assert r.status is Status.FAIL and r.values["diagnosis"] == "unconfirmed" and "specwise bench" in r.detail
+    assert r.status is Status.FAIL and r.values["diagnosis"] == "unconfirmed" and "specwise bench" in r.reason
     mixed = rule(decide(with_(loads=diverging, control=Control(load=1, tpot_p99_speedup=est(1.3)))),
                  "P50–P99 divergence")
     assert mixed.values["diagnosis"] == "mixed workload"
@@ -114,7 +114,7 @@ def test_divergence_needs_the_control_to_diagnose() -> None:
     assert spec.values["diagnosis"] == "speculative decoding"
     assert decide(with_(loads=diverging)).decision is Decision.DISABLE
     own = rule(decide(with_(loads=diverging, control=Control(load=1, homogeneous=True))), "P50–P99 divergence")
-    assert own.values["diagnosis"] == "speculative decoding" and "already homogeneous" in own.detail
+    assert own.values["diagnosis"] == "speculative decoding" and "already homogeneous" in own.reason
 
 
 def test_speedup_decides_when_rules_pass() -> None:
@@ -148,6 +148,6 @@ def test_helpers() -> None:
 
 def test_candidates_acceptance_drop() -> None:
     assert acceptance_drop("bf16", 0.78, "int4", 0.70).status is Status.FAIL
-    assert "int4 accepts 8.0 points less" in acceptance_drop("bf16", 0.78, "int4", 0.70).detail
+    assert "int4 accepts 8.0 points less" in acceptance_drop("bf16", 0.78, "int4", 0.70).reason
     assert acceptance_drop("bf16", 0.78, "int8", 0.75).status is Status.PASS
     assert acceptance_drop("a", None, "b", 0.7).status is Status.UNKNOWN

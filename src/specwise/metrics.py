@@ -47,8 +47,9 @@ V0_GAUGES = ("vllm:spec_decode_draft_acceptance_rate", "vllm:spec_decode_efficie
 COUNTERS = (DRAFTS, DRAFT_TOKENS, ACCEPTED, V0_EMITTED, "vllm:num_preemptions_total",
             "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", "vllm:generation_tokens_total",
             "vllm:prompt_tokens_total")
-GAUGES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "vllm:num_requests_running",
-          "vllm:num_requests_waiting", *V0_GAUGES)
+# KV-cache usage (0–1): V1's name first, V0's after.
+KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+GAUGES = (*KV_USAGE, "vllm:num_requests_running", "vllm:num_requests_waiting", *V0_GAUGES)
 
 
 def per_pos_key(position: int) -> str:
@@ -82,6 +83,13 @@ def increase(series: list[float]) -> float:
     return total
 
 
+def counter_series(snapshots: list[dict[str, float]], key: str) -> list[float]:
+    """A counter's values over the snapshots. Before its first appearance it did not exist yet (it counts
+    from 0); a later scrape that misses it is skipped, not read as a restart."""
+    first = next((i for i, snap in enumerate(snapshots) if key in snap), len(snapshots))
+    return [0.0] * min(first, 1) + [snap[key] for snap in snapshots[first:] if key in snap]
+
+
 def window(snapshots: list[dict[str, float]]) -> dict[str, float]:
     """Counters: their increase over the snapshots. Gauges: their mean (and `max:` their peak)."""
     out: dict[str, float] = {}
@@ -89,7 +97,7 @@ def window(snapshots: list[dict[str, float]]) -> dict[str, float]:
     for key in keys:
         series = [snap[key] for snap in snapshots if key in snap]
         if is_counter(key):
-            out[key] = increase([snap.get(key, 0.0) for snap in snapshots])
+            out[key] = increase(counter_series(snapshots, key))
         elif series:
             out[key] = sum(series) / len(series)
             out[f"max:{key}"] = max(series)

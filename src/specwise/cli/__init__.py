@@ -14,6 +14,7 @@ from specwise import __version__
 from specwise.errors import SpecwiseError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130   # what a shell reports for Ctrl-C; finished work is kept
 
 app = typer.Typer(
     name="specwise",

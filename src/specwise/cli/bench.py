@@ -12,18 +12,13 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from specwise.cli import app, one_line_errors
+from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
 from specwise.errors import SpecwiseError
-from specwise.prompts import MIXED, PROMPT_SETS
+from specwise.workload import MIXED, PROMPT_SETS
 
 if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when a command needs them
     from specwise.results import Manifest, RequestRecord
-    from specwise.stats import Estimate
-    from specwise.summary import BenchSummary, Latency
-
-EXIT_INTERRUPTED = 130
 
 
 def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str, float]:
@@ -78,7 +73,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (fields: see README)."),
 ) -> None:
     """Load-test a server with streamed requests; per-request timing and acceptance, the server's counters."""
-    from specwise.benchmark import BenchConfig, read_api_key, run_bench
+    from specwise.load import BenchConfig, execute_bench, read_api_key
 
     if api not in ("completions", "chat"):
         raise SpecwiseError("--api", f"unknown API {api!r}", "use completions or chat")
@@ -115,7 +110,7 @@ def bench(
                                    f"→ {out}", highlight=False)
 
         try:
-            run_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)
+            execute_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)
         except KeyboardInterrupt:
             progress.stop()
             console.print(f"interrupted: the finished requests are in {out}; `specwise summarize {out}` "
@@ -139,73 +134,11 @@ def summarize_command(
 
 
 def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:
-    summary = summarize_run(out, slo_ms)
+    from specwise.report.console import render_summary
+    from specwise.report.files import write_summary
+
+    summary = write_summary(out, slo_ms)
     if as_json:
         print(json.dumps(summary.model_dump(mode="json"), indent=2))
     else:
-        render(summary, Console())
-
-
-def summarize_run(out: Path, slo_ms: dict[str, float]) -> BenchSummary:
-    from specwise.results import SUMMARY, load_run, write_json_atomic
-    from specwise.summary import summarize
-
-    summary = summarize(load_run(out), slo_ms or None)
-    write_json_atomic(out / SUMMARY, summary.model_dump(mode="json"))
-    return summary
-
-
-def _ms(est: Estimate) -> str:
-    ci = f" [{est.low:.1f}–{est.high:.1f}]" if est.low is not None and est.high is not None else ""
-    return f"{est.value:.1f}{ci}"
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def render(summary: BenchSummary, console: Console) -> None:
-    state = "complete" if summary.complete else f"INCOMPLETE ({summary.stop_reason})"
-    console.print(f"[bold]{summary.requests} requests[/] ({summary.ok} ok, {summary.warmup} warm-up left out) in "
-                  f"{summary.duration_s:.1f} s — {state}", highlight=False)
-    if summary.errors:
-        console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary.errors.items())),
-                      highlight=False)
-    line = (f"throughput {summary.request_throughput_rps:.2f} req/s, "
-            f"{summary.output_throughput_tok_s:.1f} output tok/s")
-    if summary.goodput:
-        slo = ", ".join(f"{k} ≤ {v:g} ms" for k, v in summary.goodput.slo_ms.items())
-        line += f"; goodput {summary.goodput.rate_rps:.2f} req/s ({summary.goodput.fraction:.0%} within {slo})"
-    console.print(line, highlight=False)
-    table = Table(title="Latency, ms (P50/P95/P99 with 95 % bootstrap CI)", title_justify="left")
-    for col in ("metric", "n", "mean", "P50", "P95", "P99"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    rows: list[tuple[str, Latency | None]] = [("TTFT", summary.ttft_ms), ("TPOT", summary.tpot_ms),
-                                              ("ITL", summary.itl_ms), ("E2E", summary.e2e_ms)]
-    for name, lat in rows:
-        if lat:
-            table.add_row(name, str(lat.count), f"{lat.mean:.1f}", _ms(lat.p50), _ms(lat.p95), _ms(lat.p99))
-    console.print(table)
-    acc = summary.acceptance
-    if acc.server and acc.server.drafts:
-        s = acc.server
-        per_pos = " ".join(f"{v:.2f}" for v in s.per_position.values())
-        console.print(f"server counters over the run: acceptance {_pct(s.acceptance_rate)}, mean acceptance "
-                      f"length {s.mean_acceptance_length:.2f}, by position {per_pos}", highlight=False)
-    elif acc.server:
-        console.print("server counters over the run: no speculative drafts (speculation off, or another engine)",
-                      highlight=False)
-    if any(b.with_acceptance for b in acc.buckets):
-        table = Table(title="Per-request acceptance by temperature", title_justify="left")
-        for col in ("temperature", "requests", "P10", "P50", "P90", "pooled", "source"):
-            table.add_column(col, justify="right")
-        for b in acc.buckets:
-            table.add_row(f"{b.temperature:g}", str(b.requests), _pct(b.p10), _pct(b.p50), _pct(b.p90), _pct(b.pooled),
-                          ", ".join(f"{k} {v}" for k, v in sorted(b.sources.items())))
-        console.print(table)
-        console.print(f"per-request pooled acceptance {_pct(acc.per_request_pooled)}"
-                      + (f" (server counters: {_pct(acc.server.acceptance_rate)})" if acc.server else ""),
-                      highlight=False)
-    if acc.merged_chunk_requests:
-        console.print(f"{acc.merged_chunk_requests} requests had merged chunks (no per-chunk estimate for them)",
-                      highlight=False)
+        render_summary(summary, Console())

@@ -7,16 +7,16 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from specwise.catalog import Precision, custom_gpu, resolve_gpu, resolve_model
 from specwise.cli import app, one_line_errors
+from specwise.engine.vllm import installed_vllm_version
 from specwise.errors import SpecwiseError
-from specwise.plan import Plan, PlanInputs, Status, build_plan
+from specwise.plan import PlanInputs, build_plan
+from specwise.report.console import render_plan
 from specwise.plan.command import METHODS
 
 EXIT_DOES_NOT_FIT = 1
-STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
 
 
 @app.command()
@@ -79,91 +79,12 @@ def plan(
         draft_precision=Precision.parse(draft_quant, "--draft-quant") if draft_quant else None,
         kv_precision=kv, num_gpus=gpus, target_tp=target_tp, draft_tp=draft_tp, context=context,
         input_len=input_len, output_len=output_len, gpu_memory_utilization=gpu_memory_utilization,
-        overhead_gb=overhead_gb, alpha=alpha, k=k, vllm_version=vllm_version,
+        overhead_gb=overhead_gb, alpha=alpha, k=k, vllm_version=vllm_version or installed_vllm_version(),
     )
     result = build_plan(inputs)
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
-        render(result, Console())
+        render_plan(result, Console())
     if not result.fits:
         raise typer.Exit(EXIT_DOES_NOT_FIT)
-
-
-def _checks_table(title: str, checks: list) -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("check")
-    table.add_column("result")
-    table.add_column("reason", overflow="fold")
-    for c in checks:
-        table.add_row(c.name, f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", c.reason)
-    return table
-
-
-def render(p: Plan, console: Console) -> None:
-    m = p.memory
-    models = Table(title="Models", title_justify="left")
-    for col in ("role", "model", "params", "precision", "TP", "weights", "KV / token"):
-        models.add_column(col, justify="right" if col in ("params", "TP", "weights", "KV / token") else "left")
-    for role, s in (("target", p.target), ("draft", p.draft)):
-        if s is not None:
-            active = f" ({s.active_params / 1e9:.1f}B active)" if s.active_params != s.params else ""
-            models.add_row(role, s.name, f"{s.params / 1e9:.2f}B{active}", s.precision, str(s.tensor_parallel_size),
-                           f"{s.weights_gb:.1f} GB", f"{s.kv_bytes_per_token / 1024:.1f} KiB")
-    console.print(models)
-
-    mem = Table(title=f"Memory on {m.num_gpus}× {m.gpu} ({m.total_memory_gb:.0f} GB)", title_justify="left")
-    mem.add_column("")
-    mem.add_column("GB", justify="right")
-    mem.add_row("weights (target + draft)", f"{m.weights_gb:.1f}")
-    mem.add_row("left after weights (total − weights)", f"{m.left_after_weights_gb:.1f}")
-    mem.add_row(f"vLLM KV budget (total × {m.gpu_memory_utilization:g} − weights − overhead)", f"{m.kv_budget_gb:.1f}")
-    console.print(mem)
-
-    per_gpu = Table(title="Per GPU", title_justify="left")
-    for col in ("GPU", "usable", "target w", "draft w", "overhead", "KV budget", "KV tokens"):
-        per_gpu.add_column(col, justify="right")
-    for r in m.per_gpu:
-        per_gpu.add_row(str(r.index), f"{r.usable_gb:.1f}", f"{r.target_weights_gb:.1f}", f"{r.draft_weights_gb:.1f}",
-                        f"{r.overhead_gb:.1f}", f"{r.kv_budget_gb:.1f}", f"{r.kv_tokens:,}")
-    console.print(per_gpu)
-
-    c = m.concurrency
-    if p.draft is not None:
-        console.print(f"Concurrent {c.context}-token sequences: {c.max_seqs_without_draft} without the draft, "
-                      f"{c.max_seqs_with_draft} with it (the draft costs {c.draft_cost_seqs}, "
-                      f"{c.draft_cost_pct:.0f} %).")
-    else:
-        console.print(f"Concurrent {c.context}-token sequences: {c.max_seqs_without_draft}.")
-    style = "bold green" if p.fits else "bold red"
-    console.print(f"[{style}]{'FITS' if p.fits else 'DOES NOT FIT'}[/] — {m.fit_reason}\n")
-
-    console.print(_checks_table("Memory rules", m.checks))
-    if p.pair_checks:
-        console.print(_checks_table("Pair checks", p.pair_checks))
-
-    pr = p.prediction
-    speed = Table(title=f"Predicted speedup at α = {pr.alpha:g}, k = {pr.k} ({pr.tokens_per_step:.2f} tokens/step) — "
-                        f"{pr.label}", title_justify="left")
-    for col in ("concurrency", "baseline TPOT ms", "spec TPOT ms", "speedup", "break-even α",
-                f"fits KV ({pr.request_tokens}-token requests)"):
-        speed.add_column(col, justify="right")
-    for r in pr.rows:
-        colour = "green" if r.speedup >= 1 else "red"
-        speed.add_row(str(r.concurrency), f"{r.baseline_tpot_ms:.1f}", f"{r.speculative_tpot_ms:.1f}",
-                      f"[{colour}]{r.speedup:.2f}×[/]",
-                      f"{r.break_even_alpha:.2f}" if r.break_even_alpha is not None else "never",
-                      "yes" if r.fits_kv_cache else "no")
-    console.print(speed)
-    cross = (f"speedup crosses 1 at concurrency ≈ {pr.crossover_concurrency:.0f}" if pr.crossover_concurrency
-             else "no crossover in the range shown")
-    console.print(f"Crossover: {cross}.")
-    best = ", ".join(f"α {b.alpha:g} → k={b.best_k} ({b.speedup:.2f}×)" for b in pr.best_k if b.concurrency == 1)
-    console.print(f"Best k at concurrency 1: {best}\n")
-
-    console.print(f"[bold]vLLM {p.vllm_version}[/] — {p.command.interface}")
-    console.print(p.command.shell, soft_wrap=True, highlight=False, markup=False)
-    console.print("[dim]baseline:[/]")
-    console.print(p.baseline_command.shell, soft_wrap=True, highlight=False, markup=False)
-    for note in p.command.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)

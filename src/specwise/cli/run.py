@@ -10,16 +10,14 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from specwise.cli import app, one_line_errors
+from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
 from specwise.errors import SpecwiseError
 
 if TYPE_CHECKING:
     from specwise.experiment import ExperimentConfig
-    from specwise.findings import Findings
+    from specwise.experiment import Findings
 
-EXIT_INTERRUPTED = 130
 EXAMPLE = """\b
 Example experiment file:
   name: chat-ab
@@ -46,7 +44,7 @@ def _stamp() -> str:
 
 
 def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:
-    from specwise.runner import Events, run_experiment
+    from specwise.experiment import Events, execute_experiment
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -67,28 +65,14 @@ def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:
                 progress.update(current, visible=False)
                 progress.advance(cells)
 
-        return run_experiment(config, out, Shown(lambda m: progress.console.print(m, highlight=False)))
-
-
-def _show(findings: Findings, console: Console) -> None:
-    table = Table(title="Verdicts", show_lines=True)
-    for col in ("candidate", "workload", "verdict", "why"):
-        table.add_column(col)
-    for f in findings.findings:
-        v = f.verdict
-        why = v.headline + (f"\nvLLM: {v.limit.vllm_setting}" if v.limit else "")
-        failed = [r.detail for r in v.rules if r.status.value == "FAIL"]
-        if failed:
-            why += "\n" + "\n".join(f"• {d}" for d in failed[:3])
-        table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
-    console.print(table)
+        return execute_experiment(config, out, Shown(lambda m: progress.console.print(m, highlight=False)))
 
 
 def _finish(findings: Findings, out: Path, console: Console, started: float) -> None:
-    from specwise.report import write_report
+    from specwise.report import render_verdicts, write_report
 
     paths = write_report(findings, out)
-    _show(findings, console)
+    render_verdicts(findings, console)
     console.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name})", highlight=False)
     console.print(f"done in {time.monotonic() - started:.0f} s", highlight=False)
 
@@ -130,12 +114,11 @@ def run(
 @one_line_errors
 def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo.")) -> None:
     """Rebuild the HTML, Markdown and JSON report of an experiment from its directory alone."""
-    from specwise.experiment import stored_config
-    from specwise.runner import findings_of
+    from specwise.experiment import findings_from_disk, stored_config
 
     started = time.monotonic()
     config = stored_config(run_dir)
-    _finish(findings_of(run_dir, config), run_dir, Console(), started)
+    _finish(findings_from_disk(run_dir, config), run_dir, Console(), started)
 
 
 @app.command()

@@ -16,11 +16,12 @@ import random
 import sysconfig
 from pathlib import Path
 
+from specwise.workload.datasets import PROMPTS_DIR
+
 HOLDOUT = 10
 MAX_FILE_BYTES = 200_000
 PROMPTS_SEED = 4321
 PROMPTS_PER_SET = 40
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "data" / "prompts"
 
 
 def stdlib_files() -> list[Path]:

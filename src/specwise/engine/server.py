@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from specwise.errors import SpecwiseError
+from specwise.engine.vllm import installed_vllm_version
 from specwise.plan.command import SpecOptions, VllmCommand, parse_version, vllm_command
 
 MODES = ("baseline", "draft", "ngram")
@@ -81,7 +82,7 @@ class ServerSpec:
     def command(self, launcher: tuple[str, ...] | None = None, port: int | None = None,
                 vllm_version: str | None = None) -> VllmCommand:
         """The launch command; without `launcher`, the `vllm serve` form for a GPU machine."""
-        return vllm_command(self.options(launcher, port), parse_version(vllm_version),
+        return vllm_command(self.options(launcher, port), parse_version(vllm_version or installed_vllm_version()),
                             speculative=self.mode != "baseline")
 
 

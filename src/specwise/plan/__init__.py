@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from specwise.catalog import GPU, Architecture, Precision
 from specwise.errors import SpecwiseError
-from specwise.plan.check import Check, Status
+from specwise.check import Check, Status
 from specwise.plan.command import (SpecOptions, VllmCommand, default_gpu_memory_utilization, parse_version,
                                    vllm_command)
 from specwise.plan.memory import GB, Deployed, MemoryPlan, plan_memory

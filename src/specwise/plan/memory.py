@@ -29,18 +29,14 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from specwise.catalog import GPU, Architecture, Precision
-from specwise.plan.check import Check, Status
+from specwise.check import Check, Status
+from specwise.thresholds import DRAFT_SHARE, TARGET_SHARE, UNUSABLE_SHARE
 
 GB = 1e9
 NON_TORCH_GB = 0.5
 NCCL_GB = 0.5
 CUDA_GRAPH_GB = 0.5
 PROFILE_LOGIT_SEQS = 256
-TARGET_SHARE_LIMIT = 0.70
-DRAFT_SHARE_LIMIT = 0.15
-# Below this share of total memory, what is left after weights cannot hold a
-# useful KV cache (the article's "≈4 GB left (unusable)" case).
-UNUSABLE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -247,20 +243,20 @@ def memory_checks(target: Deployed, draft: Deployed | None, gpu: GPU, util: floa
     share = target.weight_bytes_per_gpu / gpu_bytes
     checks = [Check(
         name="target share of GPU memory",
-        status=Status.WARN if share > TARGET_SHARE_LIMIT else Status.PASS,
-        reason=(f"target weights take {share:.0%} of each GPU (> {TARGET_SHARE_LIMIT:.0%}): a draft will cut"
-                " concurrency; consider a quantized target or more GPUs" if share > TARGET_SHARE_LIMIT
-                else f"target weights take {share:.0%} of each GPU (≤ {TARGET_SHARE_LIMIT:.0%})"),
-        values={"share": share, "limit": TARGET_SHARE_LIMIT},
+        status=Status.WARN if share > TARGET_SHARE else Status.PASS,
+        reason=(f"target weights take {share:.0%} of each GPU (> {TARGET_SHARE:.0%}): a draft will cut"
+                " concurrency; consider a quantized target or more GPUs" if share > TARGET_SHARE
+                else f"target weights take {share:.0%} of each GPU (≤ {TARGET_SHARE:.0%})"),
+        values={"share": share, "limit": TARGET_SHARE},
     )]
     if draft is not None:
         d_share = draft.weight_bytes_per_gpu / (gpu_bytes * util)
         checks.append(Check(
             name="draft share of usable memory",
-            status=Status.WARN if d_share > DRAFT_SHARE_LIMIT else Status.PASS,
+            status=Status.WARN if d_share > DRAFT_SHARE else Status.PASS,
             reason=(f"draft weights take {d_share:.0%} of the usable memory of its GPU"
-                    + (f" (> {DRAFT_SHARE_LIMIT:.0%}): it costs KV cache one for one; quantize it or use a smaller"
-                       " draft" if d_share > DRAFT_SHARE_LIMIT else f" (≤ {DRAFT_SHARE_LIMIT:.0%})")),
-            values={"share": d_share, "limit": DRAFT_SHARE_LIMIT},
+                    + (f" (> {DRAFT_SHARE:.0%}): it costs KV cache one for one; quantize it or use a smaller"
+                       " draft" if d_share > DRAFT_SHARE else f" (≤ {DRAFT_SHARE:.0%})")),
+            values={"share": d_share, "limit": DRAFT_SHARE},
         ))
     return checks

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 from specwise.catalog import Architecture, Precision
-from specwise.plan.check import Check, Status
-
-# SPEC §1.1: the sweet spot is a draft 8 to 12 times smaller than the target.
-SWEET_SPOT = (8.0, 12.0)
-# Named failure modes around it: ≈1:5 predicts well but costs too much;
-# ≈1:50 (8B→405B) is weak relative to the target, ≈1:70 (1B→70B) too small.
-TOO_COSTLY_BELOW = 6.0
-TOO_WEAK_ABOVE = 25.0
+from specwise.check import Check, Status
+from specwise.thresholds import ACCEPTANCE_DROP, SWEET_SPOT, TOO_COSTLY_BELOW, TOO_WEAK_ABOVE
 
 
 def family_check(target: Architecture, draft: Architecture) -> Check:
@@ -60,22 +54,23 @@ def size_ratio_check(target: Architecture, draft: Architecture) -> Check:
     values = {"ratio": ratio, "target_params": target.active_param_count, "draft_params": draft.active_param_count,
               "sweet_spot": list(SWEET_SPOT)}
     low, high = SWEET_SPOT
+    band = f"1:{low:g}–1:{high:g}"
     label = f"1:{ratio:.1f}" if ratio < 10 else f"1:{ratio:.0f}"
     if ratio <= 1.0:
         return Check(name="size ratio", status=Status.FAIL, values=values,
                      reason=f"{label}: the draft is not smaller than the target, so drafting cannot save time")
     if ratio < TOO_COSTLY_BELOW:
-        reason = (f"{label} is below the 1:8–1:12 band: the draft predicts well but each draft step costs"
+        reason = (f"{label} is below the {band} band: the draft predicts well but each draft step costs"
                   " too much of a target step (≈1:5 is too costly)")
     elif ratio < low:
-        reason = f"{label} is a little below the 1:8–1:12 band: drafting costs more than usual"
+        reason = f"{label} is a little below the {band} band: drafting costs more than usual"
     elif ratio <= high:
         return Check(name="size ratio", status=Status.PASS, values=values,
-                     reason=f"{label} is inside the 1:8–1:12 sweet spot")
+                     reason=f"{label} is inside the {band} sweet spot")
     elif ratio <= TOO_WEAK_ABOVE:
-        reason = f"{label} is above the 1:8–1:12 band: a weaker draft, expect lower acceptance"
+        reason = f"{label} is above the {band} band: a weaker draft, expect lower acceptance"
     else:
-        reason = (f"{label} is far above the 1:8–1:12 band: the draft is too small and weak relative to the"
+        reason = (f"{label} is far above the {band} band: the draft is too small and weak relative to the"
                   " target and diverges often (≈1:50 8B→405B, ≈1:70 1B→70B); it can still pay at low load —"
                   " measure before deciding")
     return Check(name="size ratio", status=Status.WARN, values=values, reason=reason)
@@ -84,7 +79,8 @@ def size_ratio_check(target: Architecture, draft: Architecture) -> Check:
 def quantization_check(target_precision: Precision, draft_precision: Precision) -> Check:
     """SPEC §1.8: quantizing the target costs more acceptance than quantizing the draft."""
     values = {"target": target_precision.value, "draft": draft_precision.value}
-    step_back = "a drop of more than 5 points in acceptance after a quantization change is the signal to step back"
+    step_back = (f"a drop of more than {100 * ACCEPTANCE_DROP:.0f} points in acceptance after a quantization change"
+                 " is the signal to step back")
     if target_precision is Precision.int4:
         return Check(name="quantization", status=Status.WARN, values=values,
                      reason=("an INT4 target noticeably lowers acceptance, more so with sampling;"

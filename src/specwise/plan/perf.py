@@ -23,6 +23,7 @@ assumptions until calibrated against measured runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -153,12 +154,14 @@ class SpeedupPrediction(BaseModel):
     assumptions: dict[str, float]
 
 
-def crossover(rows: list[SpeedupRow]) -> float | None:
-    """Concurrency where speedup crosses 1, interpolated on a log scale."""
-    for prev, row in zip(rows, rows[1:]):
-        if prev.speedup >= 1.0 > row.speedup:
-            t = math.log(prev.speedup) / (math.log(prev.speedup) - math.log(row.speedup))
-            return math.exp(math.log(prev.concurrency) + t * (math.log(row.concurrency) - math.log(prev.concurrency)))
+def crossover(points: Sequence[tuple[float, float]]) -> float | None:
+    """The load where a speedup curve, given as (load, speedup) points, first crosses 1: linear in the
+    speedup between the two points around it, on log(load). Predicted (here) and measured (the verdict)."""
+    pts = sorted(points)
+    for (l0, s0), (l1, s1) in zip(pts, pts[1:]):
+        if (s0 - 1) * (s1 - 1) < 0 and l0 > 0 and l1 > 0:
+            f = (s0 - 1) / (s0 - s1)
+            return math.exp(math.log(l0) + f * (math.log(l1) - math.log(l0)))
     return None
 
 
@@ -181,7 +184,8 @@ def predict(setup: SpecSetup, alpha: float, k: int, kv_tokens: int, request_toke
             best.append(BestK(alpha=a, concurrency=batch, best_k=kk, speedup=s))
     eff = setup.eff
     return SpeedupPrediction(
-        alpha=alpha, k=k, tokens_per_step=e, context=setup.context, request_tokens=request_tokens, rows=rows, crossover_concurrency=crossover(rows),
+        alpha=alpha, k=k, tokens_per_step=e, context=setup.context, request_tokens=request_tokens, rows=rows,
+        crossover_concurrency=crossover([(r.concurrency, r.speedup) for r in rows]),
         best_k=best, assumptions={"bandwidth_efficiency": eff.bandwidth, "compute_efficiency": eff.compute,
                                   "fixed_ms_per_forward": eff.fixed_ms, "allreduce_us": eff.allreduce_us},
     )

@@ -1,14 +1,12 @@
-"""Executes an experiment: launches or targets its servers, runs its bench cells (resuming), runs the
+"""The executor: launches or targets an experiment's servers, runs its bench cells (resuming), runs the
 homogeneous controls its findings call for, and writes the findings next to the cells.
 
-Launched servers run one at a time; `experiment.schedule` decides the order.
+Launched servers run one at a time; `layout.schedule` decides the order.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,37 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specwise.errors import SpecwiseError
-from specwise.experiment import (ExperimentConfig, Server, Workload, cell_complete, cell_dir, cell_seed,
-                                 control_workload, iter_cell_dirs, load_label, prepare, schedule)
-from specwise.findings import Cells, Findings, analyze, control_cells, needs_control
-from specwise.results import Run, load_run, write_json_atomic
+from specwise.experiment.config import ExperimentConfig, Server, Workload
+from specwise.experiment.controls import baseline_controls, control_cells
+from specwise.experiment.findings import Findings, findings_from_disk
+from specwise.experiment.layout import (LaunchedServer, cell_complete, cell_dir, cell_seed, launched_servers,
+                                        load_label, prepare, schedule, write_launched)
 
 if TYPE_CHECKING:
     from specwise.engine.server import ServerSpec
-
-FINDINGS = "findings.json"
-SERVERS = "servers.json"
-
-
-KV_LINE = re.compile(r"KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
-
-
-def server_report(log: Path) -> dict[str, float]:
-    """What a launched vLLM said about its KV cache (the squeeze a draft causes is measured, not assumed)."""
-    try:
-        match = KV_LINE.search(log.read_text(errors="replace"))
-    except OSError:
-        return {}
-    if not match:
-        return {}
-    return {"kv_cache_tokens": float(match[1].replace(",", "")), "context": float(match[2].replace(",", "")),
-            "max_concurrency": float(match[3])}
-
-
-def weights_bytes(directory: str | None) -> float:
-    if not directory or not Path(directory).is_dir():
-        return 0.0
-    return float(sum(p.stat().st_size for p in Path(directory).glob("*.safetensors")))
 
 
 class Events:
@@ -84,7 +59,7 @@ def _launch_spec(server: Server) -> ServerSpec:
 
 
 def _read_key(server: Server) -> str | None:
-    from specwise.benchmark import read_api_key
+    from specwise.load import read_api_key
 
     return read_api_key(server.api_key_env, server.api_key_file)
 
@@ -97,8 +72,7 @@ class CellRunner:
         self.config, self.root, self.events = config, root, events
         self.stack = ExitStack()
         self.running: tuple[str, str] | None = None  # (server name, url)
-        self.info_path = root / SERVERS
-        self.info: dict[str, Any] = json.loads(self.info_path.read_text()) if self.info_path.exists() else {}
+        self.launched = launched_servers(root)
 
     def __enter__(self) -> CellRunner:
         return self
@@ -111,6 +85,7 @@ class CellRunner:
             return self.running[1]
         from specwise.engine import require_vllm
         from specwise.engine.server import VllmServer
+        from specwise.engine.vllm import CPU_MAX_NUM_SEQS, kv_report, weights_bytes
 
         self.stack.close()
         url = server.url
@@ -119,13 +94,12 @@ class CellRunner:
             spec = _launch_spec(server)
             self.events.log(f"starting {server.name} ({server.launch.mode}) — the CPU engine takes a minute")
             handle = self.stack.enter_context(VllmServer(spec, self.root / "logs"))
-            self.info[server.name] = {"mode": server.launch.mode, "k": server.launch.k,
-                                      "target_weights_bytes": weights_bytes(spec.model),
-                                      "draft_weights_bytes": weights_bytes(spec.draft),
-                                      "kv_cache_space_bytes": spec.kv_cache_space_gb * 2**30,
-                                      # vLLM 0.32's default for an API server on a CPU (arg_utils.py)
-                                      "max_num_seqs": 128, **server_report(handle.log_path)}
-            write_json_atomic(self.info_path, self.info)
+            report = kv_report(handle.log_path)
+            self.launched[server.name] = LaunchedServer(
+                mode=server.launch.mode, k=server.launch.k, target_weights_bytes=weights_bytes(spec.model),
+                draft_weights_bytes=weights_bytes(spec.draft), kv_cache_space_bytes=spec.kv_cache_space_gb * 2**30,
+                max_num_seqs=CPU_MAX_NUM_SEQS, **(report.model_dump() if report else {}))
+            write_launched(self.root, self.launched)
             url = handle.url
         assert url is not None
         self.running = (server.name, url)
@@ -133,7 +107,7 @@ class CellRunner:
 
     def run(self, cells: list[tuple[int, Server, Workload, float]]) -> None:
         """Run the incomplete ones of `cells`, in order."""
-        from specwise.benchmark import BenchConfig, run_bench
+        from specwise.load import BenchConfig, execute_bench
 
         config, unit = self.config, self.config.loads.unit
         todo = [c for c in cells if not cell_complete(cell_dir(self.root, c[2].name, unit, c[3], c[1].name, c[0]))]
@@ -149,38 +123,18 @@ class CellRunner:
                 requests=config.requests, warmup=config.warmup, max_tokens=config.max_tokens,
                 temperatures=workload.temperatures, dataset=workload.dataset, k=server.spec_k,
                 seed=cell_seed(config, workload.name, level, rep),
-                slo_ms={k.removeprefix("p99_"): v for k, v in config.slo.as_limits().items()})
+                slo_ms=config.slo.bench_limits())
             label = f"{server.name} · {workload.name} · {load_label(unit, level)} · rep {rep + 1}"
             self.events.cell_start(label, config.requests + config.warmup)
             try:
-                run_bench(bench, directory, api_key=_read_key(server),
+                execute_bench(bench, directory, api_key=_read_key(server),
                           on_record=lambda r: self.events.request_done(r.ok))
             except SpecwiseError as exc:  # e.g. an unreachable URL: name the server, not a bench flag
                 raise SpecwiseError(f"servers.{server.name}", exc.problem, exc.fix) from None
             self.events.cell_end(label)
 
 
-def load_cells(root: Path, config: ExperimentConfig) -> Cells:
-    cells: Cells = {}
-    labels = {load_label(config.loads.unit, level): level for level in config.loads.levels}
-    for workload, label, server, _rep, directory in iter_cell_dirs(root):
-        if label in labels:
-            cells.setdefault((server, workload, labels[label]), []).append(load_run(directory))
-    return cells
-
-
-def servers_info(root: Path) -> dict[str, Any]:
-    path = root / SERVERS
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def findings_of(root: Path, config: ExperimentConfig) -> Findings:
-    findings = analyze(config, load_cells(root, config), servers_info(root), seed=config.seed)
-    write_json_atomic(root / FINDINGS, findings.model_dump(mode="json"))
-    return findings
-
-
-def run_experiment(config: ExperimentConfig, root: Path, events: Events) -> Findings:
+def execute_experiment(config: ExperimentConfig, root: Path, events: Events) -> Findings:
     """The cells in schedule order; then, where P50 and P99 diverge on a mixed workload, its homogeneous
     control. On launched servers the control needs no restart: the baseline runs the controls of the mixed
     workloads at every load while it is up, and a candidate runs its own right after its cells, as soon
@@ -190,7 +144,7 @@ def run_experiment(config: ExperimentConfig, root: Path, events: Events) -> Find
     by_name = {s.name: s for s in config.servers}
 
     def controls_for(rep: int, server: Server | None) -> list[tuple[int, Server, Workload, float]]:
-        todo = control_cells(config, findings_of(root, config))
+        todo = control_cells(config, findings_from_disk(root, config))
         return [(r, by_name[name], workload, level) for workload, level, names in todo for name in names
                 for r in ([rep] if server else range(config.repetitions)) if server is None or name == server.name]
 
@@ -198,8 +152,7 @@ def run_experiment(config: ExperimentConfig, root: Path, events: Events) -> Find
         for rep, server in schedule(config):
             cells = [(rep, server, w, level) for w in config.workloads for level in config.loads.levels]
             if auto and server.launch is not None and server.role == "baseline":
-                cells += [(rep, server, control_workload(w), level) for w in config.workloads
-                          if needs_control(w) and w.control is None for level in config.loads.levels]
+                cells += [(rep, server, w, level) for w in baseline_controls(config) for level in config.loads.levels]
             runner.run(cells)
             if auto and server.launch is not None and server.role == "candidate":
                 extra = controls_for(rep, server)
@@ -209,4 +162,4 @@ def run_experiment(config: ExperimentConfig, root: Path, events: Events) -> Find
                 runner.run(extra)
         if auto:
             runner.run(controls_for(0, None))  # what the order left (e.g. a baseline that ran after a candidate)
-    return findings_of(root, config)
+    return findings_from_disk(root, config)

@@ -1,5 +1,5 @@
-"""One bench run, the shell around the load generator: probe the server, scrape its metrics before,
-during and after, write every record to the run directory as it comes, and mark how the run ended."""
+"""`specwise bench` as a function: probe the server, drive the load, scrape its metrics before, during and
+after, write every record to the run directory as it comes, and mark how the run ended."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field
 
 from specwise import __version__
 from specwise.errors import SpecwiseError
-from specwise.load import LoadShape, Target, auth_headers, client_for, parse_temperature_mix, request_plan, run_load
-from specwise.metrics import snapshot
-from specwise.prompts import Prompt, load_dataset
-from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, now_iso
+from specwise.load.client import Endpoint, client_for
+from specwise.load.driver import drive
+from specwise.load.scrape import probe, scrape
+from specwise.results import Manifest, RequestRecord, RunWriter, now_iso
+from specwise.workload import LoadShape, Mix, Prompt, load_dataset, parse_temperature_mix, request_plan
 
 
 class BenchConfig(BaseModel):
@@ -67,48 +68,13 @@ def read_api_key(env_name: str | None, file: Path | None) -> str | None:
     return os.environ.get(env_name) if env_name else None
 
 
-def probe(url: str, api_key: str | None) -> tuple[list[str], str | None]:
-    """The served model names and the server's version; a clear error when the server cannot be reached."""
-    headers = auth_headers(api_key)
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/v1/models", headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        raise SpecwiseError("--url", f"cannot reach {url} ({type(exc).__name__})",
-                            "start the server or fix the URL (e.g. http://127.0.0.1:8000)") from None
-    if response.status_code in (401, 403):
-        raise SpecwiseError("--api-key-env/--api-key-file", f"{url} refused the key (HTTP {response.status_code})",
-                            "give the server's API key")
-    try:
-        models = [m["id"] for m in response.json()["data"]]
-    except (ValueError, KeyError, TypeError):
-        raise SpecwiseError("--url", f"{url}/v1/models is not an OpenAI-compatible model list "
-                            f"(HTTP {response.status_code})", "point --url at the server's root") from None
-    try:
-        version = httpx.get(f"{url.rstrip('/')}/version", headers=headers, timeout=5).json().get("version")
-    except (httpx.HTTPError, ValueError, AttributeError):
-        version = None
-    return models, version
-
-
 def hardware() -> dict[str, Any]:
     return {"machine": platform.machine(), "processor": platform.processor() or None, "cpus": os.cpu_count(),
             "system": platform.system(), "python": platform.python_version()}
 
 
-async def _scrape(client: httpx.AsyncClient, url: str, zero: float, phase: str) -> MetricSample:
-    t = time.perf_counter() - zero
-    try:
-        response = await client.get(f"{url.rstrip('/')}/metrics", timeout=10)
-        response.raise_for_status()
-        # A vLLM /metrics page is large: parse it off the event loop, which is timing sends.
-        values = await asyncio.to_thread(snapshot, response.text)
-        return MetricSample(t_s=t, phase=phase, values=values)  # type: ignore[arg-type]
-    except (httpx.HTTPError, ValueError) as exc:
-        return MetricSample(t_s=t, phase=phase, error=type(exc).__name__)  # type: ignore[arg-type]
-
-
-async def _bench(config: BenchConfig, shape: LoadShape, target: Target, prompts: tuple[Prompt, ...],
-                 mix: tuple[tuple[float, float], ...], writer: RunWriter,
+async def _bench(config: BenchConfig, shape: LoadShape, endpoint: Endpoint, prompts: tuple[Prompt, ...], mix: Mix,
+                 writer: RunWriter,
                  on_record: Callable[[RequestRecord], None]) -> None:
     plan = request_plan(prompts, mix, config.seed, config.warmup)
     zero = time.perf_counter()
@@ -118,31 +84,31 @@ async def _bench(config: BenchConfig, shape: LoadShape, target: Target, prompts:
         on_record(rec)
 
     async def load(client: httpx.AsyncClient, shape: LoadShape) -> None:
-        await run_load(client, target, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
+        await drive(client, endpoint, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
                        seed=config.seed, on_record=record, zero=zero)
 
-    async with httpx.AsyncClient(headers=target.headers) as scraper, client_for(shape) as client:
+    async with httpx.AsyncClient(headers=endpoint.headers) as scraper, client_for(shape) as client:
         if config.warmup:
             # Warm-up first and on its own, so that the counters' window holds the measured requests only.
             # It also opens the connections the measured requests then reuse.
             await load(client, LoadShape(concurrency=min(config.warmup, shape.concurrency or shape.max_in_flight or 4),
                                  requests=config.warmup))
-        writer.metric(await _scrape(scraper, config.url, zero, "before"))
+        writer.metric(await scrape(scraper, config.url, zero, "before"))
 
         async def every() -> None:
             while True:
                 await asyncio.sleep(config.scrape_interval_s)
-                writer.metric(await _scrape(scraper, config.url, zero, "during"))
+                writer.metric(await scrape(scraper, config.url, zero, "during"))
 
         ticker = asyncio.create_task(every())
         try:
             await load(client, shape)
         finally:
             ticker.cancel()
-            writer.metric(await _scrape(scraper, config.url, zero, "after"))
+            writer.metric(await scrape(scraper, config.url, zero, "after"))
 
 
-def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
+def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
               on_record: Callable[[RequestRecord], None] = lambda r: None,
               on_start: Callable[[Manifest], None] = lambda m: None) -> Path:
     """Run `config` against its server, writing to `out`; returns `out`. Bad input fails before anything
@@ -155,7 +121,7 @@ def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     if not model:
         raise SpecwiseError("--model", f"{config.url} serves no model", "give --model NAME")
     config = config.model_copy(update={"model": model})
-    target = Target(config.url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds)
+    endpoint = Endpoint(config.url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds)
     manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=config.url, api=config.api,
                         model=model, server_version=version, seed=config.seed, config=config.model_dump(),
                         hardware=hardware())
@@ -163,7 +129,7 @@ def run_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     on_start(manifest)
     reason = "interrupted"  # what KeyboardInterrupt leaves
     try:
-        asyncio.run(_bench(config, shape, target, prompts, mix, writer, on_record))
+        asyncio.run(_bench(config, shape, endpoint, prompts, mix, writer, on_record))
         reason = "done"
     except Exception as exc:
         reason = f"crashed: {type(exc).__name__}"

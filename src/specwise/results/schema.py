@@ -1,9 +1,10 @@
-"""A run's results on disk: one directory, written as the run goes, readable however it ended.
+"""A bench run's results on disk — the schema: one directory, written as the run goes, readable however it
+ended.
 
     RUN_DIR/manifest.json     config, versions, hardware, seed; `complete` turns true at the very end
     RUN_DIR/requests.jsonl    one RequestRecord per line, appended and flushed as each request ends
     RUN_DIR/metrics.jsonl     one MetricSample per scrape of the server's /metrics
-    RUN_DIR/summary.json      written at the end; `specwise bench --summarize RUN_DIR` recomputes it
+    RUN_DIR/summary.json      written at the end; `specwise summarize RUN_DIR` recomputes it
 
 A crash, a killed server or Ctrl-C leaves every finished request on disk and the
 manifest marked incomplete; a torn last line (the process died mid-write) is skipped.
@@ -12,20 +13,27 @@ Every file carries `schema_version`.
 
 from __future__ import annotations
 
-import json
-import os
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-
-from specwise.errors import SpecwiseError
 
 SCHEMA_VERSION = 1
 MANIFEST, REQUESTS, METRICS, SUMMARY = "manifest.json", "requests.jsonl", "metrics.jsonl", "summary.json"
 
 AcceptanceSource = Literal["server", "chunks", "none"]
+
+
+def chunk_steps(chunk_tokens: list[int], k: int) -> tuple[int, int, int]:
+    """(speculative steps, accepted draft tokens, merged chunks) read off a stream's tokens per chunk.
+
+    The first chunk is the prefill's token; each later chunk is one verify step that
+    emitted 1 + accepted tokens. A chunk of more than k + 1 tokens cannot be one step
+    (the client read two steps at once): it is counted as merged.
+    """
+    steps = chunk_tokens[1:]
+    merged = sum(1 for n in steps if n > k + 1)
+    return len(steps), sum(steps) - len(steps), merged
 
 
 class Manifest(BaseModel):
@@ -111,72 +119,8 @@ class MetricSample(BaseModel):
     error: str | None = None
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class RunWriter:
-    """Appends records as they come; every line is flushed to the OS before the next request is counted."""
-
-    def __init__(self, directory: Path, manifest: Manifest) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.manifest = manifest
-        self._write_manifest()
-        self._requests: IO[str] = (directory / REQUESTS).open("a", encoding="utf-8")
-        self._metrics: IO[str] = (directory / METRICS).open("a", encoding="utf-8")
-
-    def _write_manifest(self) -> None:
-        write_json_atomic(self.directory / MANIFEST, self.manifest.model_dump())
-
-    def request(self, record: RequestRecord) -> None:
-        _append(self._requests, record)
-
-    def metric(self, sample: MetricSample) -> None:
-        _append(self._metrics, sample)
-
-    def close(self, complete: bool, stop_reason: str | None) -> None:
-        self._requests.close()
-        self._metrics.close()
-        self.manifest = self.manifest.model_copy(update={"complete": complete, "stop_reason": stop_reason,
-                                                         "finished_at": now_iso()})
-        self._write_manifest()
-
-
-def _append(handle: IO[str], model: BaseModel) -> None:
-    handle.write(model.model_dump_json() + "\n")
-    handle.flush()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_lines(path: Path, model: type[BaseModel]) -> list[Any]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(model.model_validate_json(line))
-        except ValueError:
-            continue  # a line torn by a crash mid-write
-    return records
-
-
 class Run(BaseModel):
     directory: Path
     manifest: Manifest
     requests: list[RequestRecord]
     samples: list[MetricSample]
-
-
-def load_run(directory: Path) -> Run:
-    manifest_path = directory / MANIFEST
-    if not manifest_path.exists():
-        raise SpecwiseError("RUN_DIR", f"{directory} holds no {MANIFEST}", "give a directory written by specwise bench")
-    return Run(directory=directory, manifest=Manifest.model_validate_json(manifest_path.read_text()),
-               requests=_read_lines(directory / REQUESTS, RequestRecord),
-               samples=_read_lines(directory / METRICS, MetricSample))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from specwise.errors import SpecwiseError
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "data" / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "data" / "prompts"
 PROMPT_SETS = ("structured", "open", "echo")
 # A mixed workload: the three sets interleaved.
 MIXED = "mixed"

@@ -1,4 +1,5 @@
-"""A rule evaluated on data: PASS / WARN / FAIL with the reason and the numbers behind it."""
+"""A rule evaluated on data — a plan check or a verdict rule: its status, the reason in words and the
+numbers behind it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pydantic import BaseModel
 
 class Status(str, Enum):
     PASS = "PASS"
-    WARN = "WARN"
+    WARN = "WARN"          # the plan's caution: it fits, but mind this
     FAIL = "FAIL"
+    UNKNOWN = "UNKNOWN"    # the data to decide it is missing
 
 
 class Check(BaseModel):

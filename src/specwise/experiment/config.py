@@ -1,22 +1,8 @@
-"""`specwise run`: an A/B experiment from a YAML file — servers, workloads, loads, repetitions — run as
-bench cells stored under one directory, resumable.
-
-    EXP_DIR/experiment.json                          the validated config (a resume must match it)
-    EXP_DIR/servers.json                             what each launched server reported (KV-cache tokens)
-    EXP_DIR/cells/WORKLOAD/LOAD/SERVER/repN/         one `specwise bench` run each
-    EXP_DIR/logs/                                    the launched servers' logs
-
-Servers specwise launches run one at a time on the same hardware; the order of the
-servers alternates between repetitions (A B, then B A) so that drift cancels, and a
-server that ends one repetition starts the next without a restart. A and B get the same
-prompts, temperatures and seeds. A cell whose manifest says complete is never rerun; an
-interrupted experiment resumes at the first incomplete cell.
-"""
+"""An experiment's configuration: the YAML file of `specwise run` — servers, workloads, loads,
+repetitions, SLOs — validated into typed models; every mistake is one error naming the field."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,12 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from specwise.errors import SpecwiseError
-from specwise.load import parse_temperature_mix
-from specwise.prompts import load_dataset
-from specwise.results import MANIFEST, Manifest, write_json_atomic
+from specwise.workload import Mix, load_dataset, parse_temperature_mix
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-CONTROL_SUFFIX = "-control"
 
 
 class Strict(BaseModel):
@@ -87,7 +70,7 @@ class Workload(Strict):
         return value
 
     @property
-    def mix(self) -> tuple[tuple[float, float], ...]:
+    def mix(self) -> Mix:
         return parse_temperature_mix(self.temperatures)
 
 
@@ -119,7 +102,12 @@ class Slo(Strict):
     p99_e2e_ms: float | None = Field(None, gt=0)
 
     def as_limits(self) -> dict[str, float]:
+        """P99 limits by SLO name, as the verdict reads them: {"p99_tpot": ms, …}."""
         return {k.removesuffix("_ms"): v for k, v in self.model_dump().items() if v is not None}
+
+    def bench_limits(self) -> dict[str, float]:
+        """The same limits by latency, as a bench run's goodput reads them: {"tpot": ms, …}."""
+        return {k.removeprefix("p99_"): v for k, v in self.as_limits().items()}
 
 
 class Memory(Strict):
@@ -234,69 +222,3 @@ def quick_config() -> ExperimentConfig:
         "requests": 24, "warmup": 2, "max_tokens": 48, "repetitions": 1,
         "slo": {"p99_tpot_ms": 200},
     })
-
-
-# ------------------------------------------------------------------------------------------ layout
-
-def load_label(unit: str, level: float) -> str:
-    return f"{'c' if unit == 'concurrency' else 'r'}{level:g}"
-
-
-def cell_dir(root: Path, workload: str, unit: str, level: float, server: str, rep: int) -> Path:
-    return root / "cells" / workload / load_label(unit, level) / server / f"rep{rep}"
-
-
-def cell_complete(directory: Path) -> bool:
-    try:
-        return Manifest.model_validate_json((directory / MANIFEST).read_text()).complete
-    except (OSError, ValueError):
-        return False
-
-
-def cell_seed(config: ExperimentConfig, workload: str, level: float, rep: int) -> int:
-    """The same for every server: A and B get the same prompts, temperatures and seeds."""
-    names = [w.name for w in config.workloads]
-    index = names.index(workload) if workload in names else len(names)
-    return config.seed * 1_000_003 + index * 10_007 + int(level * 1000) * 101 + rep
-
-
-def schedule(config: ExperimentConfig) -> list[tuple[int, Server]]:
-    """(repetition, server) in run order: the server order alternates between repetitions."""
-    order: list[tuple[int, Server]] = []
-    for rep in range(config.repetitions):
-        servers = config.servers if rep % 2 == 0 else list(reversed(config.servers))
-        order += [(rep, s) for s in servers]
-    return order
-
-
-def control_workload(workload: Workload) -> Workload:
-    """The homogeneous low-temperature control of a mixed workload: same prompts, its lowest temperature."""
-    low = min(t for t, _ in workload.mix)
-    return Workload(name=workload.name + CONTROL_SUFFIX, dataset=workload.dataset, temperatures=f"{low:g}")
-
-
-def prepare(config: ExperimentConfig, root: Path) -> None:
-    """Create the experiment directory, or check that a resumed one holds this same experiment."""
-    root.mkdir(parents=True, exist_ok=True)
-    stored = root / "experiment.json"
-    data = config.model_dump(mode="json")
-    if stored.exists():
-        if json.loads(stored.read_text()) != data:
-            raise SpecwiseError("--out", f"{root} holds a different experiment",
-                                "give a new --out directory, or the same experiment file to resume")
-        return
-    write_json_atomic(stored, data)
-
-
-def stored_config(root: Path) -> ExperimentConfig:
-    path = root / "experiment.json"
-    if not path.exists():
-        raise SpecwiseError("RUN_DIR", f"{root} holds no experiment.json", "give a directory written by specwise run")
-    return ExperimentConfig.model_validate_json(path.read_text())
-
-
-def iter_cell_dirs(root: Path) -> Iterator[tuple[str, str, str, int, Path]]:
-    """(workload, load label, server, rep, directory) of every stored cell."""
-    for directory in sorted((root / "cells").glob("*/*/*/rep*")):
-        workload, label, server = directory.parts[-4:-1]
-        yield workload, label, server, int(directory.name.removeprefix("rep")), directory

@@ -1,0 +1,14 @@
+"""Analysis of results on disk (pure): statistics with bootstrap CIs, a bench run's summary, the server's
+window, per-request acceptance, and the A/B comparison of two arms at one load."""
+
+from specwise.analysis.acceptance import Acceptance, Bucket, acceptance, drafted_accepted, histogram
+from specwise.analysis.compare import (CellRuns, LatencyMetric, LoadComparison, Point, compare, latencies_ms, point,
+                                       server_view)
+from specwise.analysis.server import ServerWindow, server_window
+from specwise.analysis.stats import Estimate, bootstrap_percentiles, percentile, ratio
+from specwise.analysis.summary import BenchSummary, Goodput, Latency, measured, scrapes, span_s, summarize
+
+__all__ = ["Acceptance", "BenchSummary", "Bucket", "CellRuns", "Estimate", "Goodput", "Latency", "LatencyMetric",
+           "LoadComparison", "Point", "ServerWindow", "acceptance", "bootstrap_percentiles", "compare",
+           "drafted_accepted", "histogram", "latencies_ms", "measured", "percentile", "point", "ratio", "scrapes",
+           "server_view", "server_window", "span_s", "summarize"]

@@ -1,0 +1,140 @@
+"""A/B comparison: baseline vs a candidate at one load, pooled over the repetitions (pure).
+
+Speedups are baseline / candidate (> 1: the candidate is faster) of P50/P99 TPOT and P50
+E2E, with bootstrap CIs that resample both arms independently; the output throughput
+ratio; the TTFT change (candidate / baseline); the server's view of each arm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from specwise.analysis.server import ServerWindow, server_window
+from specwise.analysis.stats import Estimate, bootstrap_percentiles, ratio
+from specwise.analysis.summary import measured, scrapes, span_s
+from specwise.metrics import KV_USAGE
+from specwise.results import RequestRecord, Run
+
+LatencyMetric = Literal["tpot", "ttft", "e2e"]
+Quantile = Literal["p50", "p99"]
+
+
+@dataclass(frozen=True)
+class CellRuns:
+    """One arm at one load: a server's repetitions of a workload at a load level."""
+
+    server: str
+    workload: str
+    load: float
+    runs: tuple[Run, ...]
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        return [r for run in self.runs for r in measured(run)]
+
+    @property
+    def ok(self) -> list[RequestRecord]:
+        return [r for r in self.records if r.ok]
+
+
+class Point(BaseModel):
+    """One arm at one load: latencies in ms (P50/P99 with CIs), throughput, the server's window."""
+
+    requests: int
+    ok: int
+    tpot_p50: Estimate | None = None
+    tpot_p99: Estimate | None = None
+    ttft_p50: Estimate | None = None
+    ttft_p99: Estimate | None = None
+    e2e_p50: Estimate | None = None
+    e2e_p99: Estimate | None = None
+    output_tok_s: float = 0.0
+    server: ServerWindow | None = None
+    kv_usage: list[tuple[float, float]] = Field(default_factory=list, description="(s since the cell's start, 0–1)")
+
+    def latency(self, metric: LatencyMetric, q: Quantile) -> Estimate | None:
+        return {("tpot", "p50"): self.tpot_p50, ("tpot", "p99"): self.tpot_p99, ("ttft", "p50"): self.ttft_p50,
+                ("ttft", "p99"): self.ttft_p99, ("e2e", "p50"): self.e2e_p50, ("e2e", "p99"): self.e2e_p99}[(metric, q)]
+
+    def p99_ms(self) -> dict[LatencyMetric, float]:
+        """The measured P99s, by metric."""
+        out: dict[LatencyMetric, float] = {}
+        for metric in ("tpot", "ttft", "e2e"):
+            est = self.latency(metric, "p99")
+            if est is not None:
+                out[metric] = est.value
+        return out
+
+
+class LoadComparison(BaseModel):
+    load: float
+    baseline: Point
+    candidate: Point
+    tpot_p50_speedup: Estimate | None = None
+    tpot_p99_speedup: Estimate | None = None
+    e2e_p50_speedup: Estimate | None = None
+    throughput_ratio: float | None = None
+    ttft_p50_change: Estimate | None = Field(None, description="candidate / baseline P50 TTFT")
+
+
+def latencies_ms(records: Sequence[RequestRecord], metric: LatencyMetric) -> list[float]:
+    values = (r.tpot_s if metric == "tpot" else r.ttft_s if metric == "ttft" else r.e2e_s for r in records)
+    return [1e3 * v for v in values if v is not None]
+
+
+def _throughput(runs: Sequence[Run]) -> float:
+    """Output tokens/s of the successful requests, each repetition over its own span, averaged."""
+    rates = []
+    for run in runs:
+        records = measured(run)
+        span = span_s(records)
+        if span > 0:
+            rates.append(sum(r.tokens for r in records if r.ok) / span)
+    return float(np.mean(rates)) if rates else 0.0
+
+
+def _kv_series(runs: Sequence[Run]) -> list[tuple[float, float]]:
+    series = []
+    for run in runs[:1]:  # one repetition's timeline is enough to show the squeeze
+        samples = [s for s in run.samples if s.error is None]
+        if not samples:
+            continue
+        t0 = samples[0].t_s
+        for s in samples:
+            value = next((s.values[k] for k in KV_USAGE if k in s.values), None)
+            if value is not None:
+                series.append((s.t_s - t0, value))
+    return series
+
+
+def server_view(cells: Sequence[CellRuns]) -> ServerWindow | None:
+    """The server's counters over every repetition's measured window of these cells, pooled."""
+    return server_window([scrapes(run) for cell in cells for run in cell.runs])
+
+
+def point(cell: CellRuns, seed: int = 0) -> Point:
+    ok = cell.ok
+    est: dict[tuple[str, str], Estimate | None] = {}
+    for metric in ("tpot", "ttft", "e2e"):
+        found = bootstrap_percentiles(latencies_ms(ok, metric), [50, 99], seed=seed)
+        est[(metric, "p50")], est[(metric, "p99")] = found.get(50), found.get(99)
+    return Point(requests=len(cell.records), ok=len(ok),
+                 **{f"{metric}_{q}": value for (metric, q), value in est.items()},
+                 output_tok_s=_throughput(cell.runs), server=server_view([cell]), kv_usage=_kv_series(cell.runs))
+
+
+def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadComparison:
+    b, c = baseline.ok, candidate.ok
+    b_tpot, c_tpot = latencies_ms(b, "tpot"), latencies_ms(c, "tpot")
+    b_pt, c_pt = point(baseline, seed), point(candidate, seed)
+    return LoadComparison(
+        load=candidate.load, baseline=b_pt, candidate=c_pt,
+        tpot_p50_speedup=ratio(b_tpot, c_tpot, 50, seed), tpot_p99_speedup=ratio(b_tpot, c_tpot, 99, seed),
+        e2e_p50_speedup=ratio(latencies_ms(b, "e2e"), latencies_ms(c, "e2e"), 50, seed),
+        throughput_ratio=c_pt.output_tok_s / b_pt.output_tok_s if b_pt.output_tok_s else None,
+        ttft_p50_change=ratio(latencies_ms(c, "ttft"), latencies_ms(b, "ttft"), 50, seed))

@@ -1,0 +1,64 @@
+"""Statistics over measured samples: percentiles and ratios of percentiles with bootstrap confidence
+intervals (percentile method). One resampling core serves both (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+BOOTSTRAP_RESAMPLES = 1000
+CONFIDENCE = 0.95
+MIN_SAMPLES = 5   # fewer cannot be resampled meaningfully: the estimate has no interval
+
+
+class Estimate(BaseModel):
+    """A statistic and its bootstrap confidence interval; `low`/`high` are None when there are fewer
+    than MIN_SAMPLES samples."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def _resampled(data: np.ndarray, qs: Sequence[float], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Percentiles `qs` of `resamples` bootstrap resamples of `data`: shape (len(qs), resamples)."""
+    return np.percentile(data[rng.integers(0, data.size, size=(resamples, data.size))], qs, axis=1)
+
+
+def _interval(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    return np.percentile(dist, tail, axis=-1), np.percentile(dist, 100 - tail, axis=-1)
+
+
+def bootstrap_percentiles(values: Sequence[float], qs: Sequence[float], seed: int = 0,
+                          resamples: int = BOOTSTRAP_RESAMPLES) -> dict[float, Estimate]:
+    """Each percentile in `qs` of `values`, with a CONFIDENCE interval from `resamples` bootstrap resamples."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return {}
+    point = np.percentile(data, qs)
+    if data.size < MIN_SAMPLES:
+        return {q: Estimate(value=float(v)) for q, v in zip(qs, point)}
+    lows, highs = _interval(_resampled(data, qs, np.random.default_rng(seed), resamples))
+    return {q: Estimate(value=float(v), low=float(lo), high=float(hi))
+            for q, v, lo, hi in zip(qs, point, lows, highs)}
+
+
+def ratio(numerator: Sequence[float], denominator: Sequence[float], q: float, seed: int = 0,
+          resamples: int = BOOTSTRAP_RESAMPLES) -> Estimate | None:
+    """percentile_q(numerator) / percentile_q(denominator); its interval resamples both arms independently."""
+    if not len(numerator) or not len(denominator):
+        return None
+    value = percentile(numerator, q) / percentile(denominator, q)
+    if len(numerator) < MIN_SAMPLES or len(denominator) < MIN_SAMPLES:
+        return Estimate(value=value)
+    rng = np.random.default_rng(seed)
+    num, den = (np.asarray(arm, dtype=float) for arm in (numerator, denominator))
+    low, high = _interval(_resampled(num, [q], rng, resamples)[0] / _resampled(den, [q], rng, resamples)[0])
+    return Estimate(value=value, low=float(low), high=float(high))

@@ -1,0 +1,179 @@
+"""The terminal's rendering: a plan, a bench run's summary, an experiment's verdicts (rich)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from specwise.check import Status
+
+if TYPE_CHECKING:  # types only: `specwise plan` renders without loading the analysis or the findings
+    from specwise.analysis import Acceptance, BenchSummary, Estimate, Latency
+    from specwise.experiment.findings import Findings
+    from specwise.plan import Plan
+
+STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.UNKNOWN: "dim"}
+
+
+def _checks_table(title: str, checks: list) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("reason", overflow="fold")
+    for c in checks:
+        table.add_row(c.name, f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", c.reason)
+    return table
+
+
+def _models(p: Plan) -> Table:
+    models = Table(title="Models", title_justify="left")
+    for col in ("role", "model", "params", "precision", "TP", "weights", "KV / token"):
+        models.add_column(col, justify="right" if col in ("params", "TP", "weights", "KV / token") else "left")
+    for role, s in (("target", p.target), ("draft", p.draft)):
+        if s is not None:
+            active = f" ({s.active_params / 1e9:.1f}B active)" if s.active_params != s.params else ""
+            models.add_row(role, s.name, f"{s.params / 1e9:.2f}B{active}", s.precision, str(s.tensor_parallel_size),
+                           f"{s.weights_gb:.1f} GB", f"{s.kv_bytes_per_token / 1024:.1f} KiB")
+    return models
+
+
+def _memory(p: Plan, console: Console) -> None:
+    m = p.memory
+    mem = Table(title=f"Memory on {m.num_gpus}× {m.gpu} ({m.total_memory_gb:.0f} GB)", title_justify="left")
+    mem.add_column("")
+    mem.add_column("GB", justify="right")
+    mem.add_row("weights (target + draft)", f"{m.weights_gb:.1f}")
+    mem.add_row("left after weights (total − weights)", f"{m.left_after_weights_gb:.1f}")
+    mem.add_row(f"vLLM KV budget (total × {m.gpu_memory_utilization:g} − weights − overhead)", f"{m.kv_budget_gb:.1f}")
+    console.print(mem)
+
+    per_gpu = Table(title="Per GPU", title_justify="left")
+    for col in ("GPU", "usable", "target w", "draft w", "overhead", "KV budget", "KV tokens"):
+        per_gpu.add_column(col, justify="right")
+    for r in m.per_gpu:
+        per_gpu.add_row(str(r.index), f"{r.usable_gb:.1f}", f"{r.target_weights_gb:.1f}", f"{r.draft_weights_gb:.1f}",
+                        f"{r.overhead_gb:.1f}", f"{r.kv_budget_gb:.1f}", f"{r.kv_tokens:,}")
+    console.print(per_gpu)
+
+    c = m.concurrency
+    if p.draft is not None:
+        console.print(f"Concurrent {c.context}-token sequences: {c.max_seqs_without_draft} without the draft, "
+                      f"{c.max_seqs_with_draft} with it (the draft costs {c.draft_cost_seqs}, "
+                      f"{c.draft_cost_pct:.0f} %).")
+    else:
+        console.print(f"Concurrent {c.context}-token sequences: {c.max_seqs_without_draft}.")
+    style = "bold green" if p.fits else "bold red"
+    console.print(f"[{style}]{'FITS' if p.fits else 'DOES NOT FIT'}[/] — {m.fit_reason}\n")
+
+    console.print(_checks_table("Memory rules", m.checks))
+
+
+def _prediction(p: Plan, console: Console) -> None:
+    pr = p.prediction
+    speed = Table(title=f"Predicted speedup at α = {pr.alpha:g}, k = {pr.k} ({pr.tokens_per_step:.2f} tokens/step) — "
+                        f"{pr.label}", title_justify="left")
+    for col in ("concurrency", "baseline TPOT ms", "spec TPOT ms", "speedup", "break-even α",
+                f"fits KV ({pr.request_tokens}-token requests)"):
+        speed.add_column(col, justify="right")
+    for r in pr.rows:
+        colour = "green" if r.speedup >= 1 else "red"
+        speed.add_row(str(r.concurrency), f"{r.baseline_tpot_ms:.1f}", f"{r.speculative_tpot_ms:.1f}",
+                      f"[{colour}]{r.speedup:.2f}×[/]",
+                      f"{r.break_even_alpha:.2f}" if r.break_even_alpha is not None else "never",
+                      "yes" if r.fits_kv_cache else "no")
+    console.print(speed)
+    cross = (f"speedup crosses 1 at concurrency ≈ {pr.crossover_concurrency:.0f}" if pr.crossover_concurrency
+             else "no crossover in the range shown")
+    console.print(f"Crossover: {cross}.")
+    best = ", ".join(f"α {b.alpha:g} → k={b.best_k} ({b.speedup:.2f}×)" for b in pr.best_k if b.concurrency == 1)
+    console.print(f"Best k at concurrency 1: {best}\n")
+
+
+def render_plan(p: Plan, console: Console) -> None:
+    console.print(_models(p))
+    _memory(p, console)
+    if p.pair_checks:
+        console.print(_checks_table("Pair checks", p.pair_checks))
+    _prediction(p, console)
+    console.print(f"[bold]vLLM {p.vllm_version}[/] — {p.command.interface}")
+    console.print(p.command.shell, soft_wrap=True, highlight=False, markup=False)
+    console.print("[dim]baseline:[/]")
+    console.print(p.baseline_command.shell, soft_wrap=True, highlight=False, markup=False)
+    for note in p.command.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def _ms(est: Estimate) -> str:
+    ci = f" [{est.low:.1f}–{est.high:.1f}]" if est.low is not None and est.high is not None else ""
+    return f"{est.value:.1f}{ci}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def render_summary(summary: BenchSummary, console: Console) -> None:
+    state = "complete" if summary.complete else f"INCOMPLETE ({summary.stop_reason})"
+    console.print(f"[bold]{summary.requests} requests[/] ({summary.ok} ok, {summary.warmup} warm-up left out) in "
+                  f"{summary.duration_s:.1f} s — {state}", highlight=False)
+    if summary.errors:
+        console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary.errors.items())),
+                      highlight=False)
+    line = (f"throughput {summary.request_throughput_rps:.2f} req/s, "
+            f"{summary.output_throughput_tok_s:.1f} output tok/s")
+    if summary.goodput:
+        slo = ", ".join(f"{k} ≤ {v:g} ms" for k, v in summary.goodput.slo_ms.items())
+        line += f"; goodput {summary.goodput.rate_rps:.2f} req/s ({summary.goodput.fraction:.0%} within {slo})"
+    console.print(line, highlight=False)
+    table = Table(title="Latency, ms (P50/P95/P99 with 95 % bootstrap CI)", title_justify="left")
+    for col in ("metric", "n", "mean", "P50", "P95", "P99"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    rows: list[tuple[str, Latency | None]] = [("TTFT", summary.ttft_ms), ("TPOT", summary.tpot_ms),
+                                              ("ITL", summary.itl_ms), ("E2E", summary.e2e_ms)]
+    for name, lat in rows:
+        if lat:
+            table.add_row(name, str(lat.count), f"{lat.mean:.1f}", _ms(lat.p50), _ms(lat.p95), _ms(lat.p99))
+    console.print(table)
+    _acceptance(summary.acceptance, console)
+
+
+def _acceptance(acc: Acceptance, console: Console) -> None:
+    if acc.server and acc.server.drafts:
+        s = acc.server
+        per_pos = " ".join(f"{v:.2f}" for v in s.per_position.values())
+        console.print(f"server counters over the run: acceptance {_pct(s.acceptance_rate)}, mean acceptance "
+                      f"length {s.mean_acceptance_length:.2f}, by position {per_pos}", highlight=False)
+    elif acc.server:
+        console.print("server counters over the run: no speculative drafts (speculation off, or another engine)",
+                      highlight=False)
+    if any(b.with_acceptance for b in acc.buckets):
+        table = Table(title="Per-request acceptance by temperature", title_justify="left")
+        for col in ("temperature", "requests", "P10", "P50", "P90", "pooled", "source"):
+            table.add_column(col, justify="right")
+        for b in acc.buckets:
+            table.add_row(f"{b.temperature:g}", str(b.requests), _pct(b.p10), _pct(b.p50), _pct(b.p90), _pct(b.pooled),
+                          ", ".join(f"{k} {v}" for k, v in sorted(b.sources.items())))
+        console.print(table)
+        console.print(f"per-request pooled acceptance {_pct(acc.per_request_pooled)}"
+                      + (f" (server counters: {_pct(acc.server.acceptance_rate)})" if acc.server else ""),
+                      highlight=False)
+    if acc.merged_chunk_requests:
+        console.print(f"{acc.merged_chunk_requests} requests had merged chunks (no per-chunk estimate for them)",
+                      highlight=False)
+
+
+def render_verdicts(findings: Findings, console: Console) -> None:
+    """The verdicts as a table, with up to three failed rules each (the report has them all)."""
+    table = Table(title="Verdicts", show_lines=True)
+    for col in ("candidate", "workload", "verdict", "why"):
+        table.add_column(col)
+    for f in findings.findings:
+        v = f.verdict
+        why = v.headline + (f"\nvLLM: {v.limit.vllm_setting}" if v.limit else "")
+        failed = [r.reason for r in v.rules if r.status is Status.FAIL]
+        if failed:
+            why += "\n" + "\n".join(f"• {d}" for d in failed[:3])
+        table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
+    console.print(table)

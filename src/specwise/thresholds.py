@@ -1,0 +1,39 @@
+"""Every number of SPEC §1's framework, once. The planner's checks, the verdict's rules and their
+wording all read them from here.
+
+Acceptance α = accepted / proposed draft tokens. The guide's thresholds assume a draft
+costing about 1/9 of a target step.
+"""
+
+from __future__ import annotations
+
+# §1.4 acceptance: below ACCEPT_OFF net negative; ACCEPT_OFF–ACCEPT_GAIN break-even (decide on P99
+# under load); above ACCEPT_GAIN likely a real gain.
+ACCEPT_OFF = 0.5
+ACCEPT_GAIN = 0.65
+# §1.6 the tail: a temperature bucket whose per-request P10 acceptance is below this is traffic hurt.
+TAIL_P10 = 0.5
+# §1.3/framework temperature: median ≤ TEMP_GOOD a good fit, > TEMP_OFF leave off; a mix whose
+# temperatures span more than TEMP_SPREAD is not homogeneous.
+TEMP_GOOD = 0.5
+TEMP_OFF = 0.7
+TEMP_SPREAD = 0.3
+# §1.7 memory: the target alone over TARGET_SHARE of device memory leaves the draft no room; a draft
+# over DRAFT_SHARE of usable memory costs too much KV cache.
+TARGET_SHARE = 0.70
+DRAFT_SHARE = 0.15
+# What is left after weights below this share of total memory cannot hold a useful KV cache
+# (§1.7's "≈4 GB left (unusable)" of 160 GB).
+UNUSABLE_SHARE = 0.05
+# §1.7 the squeeze: KV-cache usage at or above this is full.
+KV_FULL = 0.9
+# §1.5 homogeneity: a P99 speedup below this (5 % slower) is a P99 regression.
+P99_WORSE = 0.95
+# §1.8 quantization: an acceptance drop of more than this (5 points) after a change is the signal
+# to step back.
+ACCEPTANCE_DROP = 0.05
+# §1.1 draft/target size: the sweet spot is a draft 8 to 12 times smaller; ≈1:5 predicts well but
+# costs too much; ≈1:50 (8B→405B) and ≈1:70 (1B→70B) are too weak.
+SWEET_SPOT = (8.0, 12.0)
+TOO_COSTLY_BELOW = 6.0
+TOO_WEAK_ABOVE = 25.0
