@@ -114,11 +114,11 @@ def run(
 @one_line_errors
 def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo.")) -> None:
     """Rebuild the HTML, Markdown and JSON report of an experiment from its directory alone."""
-    from specwise.experiment import findings_from_disk, stored_config
+    from specwise.experiment import findings_from_disk, stored_config, write_findings
 
     started = time.monotonic()
     config = stored_config(run_dir)
-    _finish(findings_from_disk(run_dir, config), run_dir, Console(), started)
+    _finish(write_findings(run_dir, findings_from_disk(run_dir, config)), run_dir, Console(), started)
 
 
 @app.command()

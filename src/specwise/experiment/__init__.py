@@ -5,7 +5,8 @@ from specwise.experiment.config import (ExperimentConfig, Launch, Loads, Memory,
                                         parse_config, quick_config)
 from specwise.experiment.controls import CONTROL_SUFFIX, ControlResult, control_cells, control_workload
 from specwise.experiment.executor import CellRunner, Events, execute_experiment
-from specwise.experiment.findings import Finding, Findings, MemoryEvidence, build_findings, findings_from_disk
+from specwise.experiment.findings import (Finding, Findings, MemoryEvidence, build_findings, findings_from_disk,
+                                          write_findings)
 from specwise.experiment.layout import (Cells, LaunchedServer, cell_complete, cell_dir, cell_seed, load_cells,
                                         load_label, schedule, stored_config)
 
@@ -13,4 +14,4 @@ __all__ = ["CONTROL_SUFFIX", "CellRunner", "Cells", "ControlResult", "Events", "
            "Findings", "LaunchedServer", "Launch", "Loads", "Memory", "MemoryEvidence", "Server", "Slo", "Workload",
            "build_findings", "cell_complete", "cell_dir", "cell_seed", "control_cells", "control_workload",
            "execute_experiment", "findings_from_disk", "load_cells", "load_config", "load_label", "parse_config",
-           "quick_config", "schedule", "stored_config"]
+           "quick_config", "schedule", "stored_config", "write_findings"]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from specwise.errors import SpecwiseError
 from specwise.experiment.config import ExperimentConfig, Server, Workload
 from specwise.experiment.controls import baseline_controls, control_cells
-from specwise.experiment.findings import Findings, findings_from_disk
+from specwise.experiment.findings import Findings, findings_from_disk, write_findings
 from specwise.experiment.layout import (LaunchedServer, cell_complete, cell_dir, cell_seed, launched_servers,
                                         load_label, prepare, schedule, write_launched)
 
@@ -144,7 +144,7 @@ def execute_experiment(config: ExperimentConfig, root: Path, events: Events) -> 
     by_name = {s.name: s for s in config.servers}
 
     def controls_for(rep: int, server: Server | None) -> list[tuple[int, Server, Workload, float]]:
-        todo = control_cells(config, findings_from_disk(root, config))
+        todo = control_cells(config, write_findings(root, findings_from_disk(root, config)))
         return [(r, by_name[name], workload, level) for workload, level, names in todo for name in names
                 for r in ([rep] if server else range(config.repetitions)) if server is None or name == server.name]
 
@@ -162,4 +162,4 @@ def execute_experiment(config: ExperimentConfig, root: Path, events: Events) -> 
                 runner.run(extra)
         if auto:
             runner.run(controls_for(0, None))  # what the order left (e.g. a baseline that ran after a candidate)
-    return findings_from_disk(root, config)
+    return write_findings(root, findings_from_disk(root, config))

@@ -16,7 +16,7 @@ from specwise.analysis import Bucket, LoadComparison, ServerWindow, acceptance, 
 from specwise.experiment.config import ExperimentConfig, Server, Workload
 from specwise.experiment.controls import ControlResult, control_evidence
 from specwise.experiment.layout import (FINDINGS, Cells, LaunchedServer, cell_runs, launched_servers, load_cells,
-                                       load_label)
+                                       load_label, stored_config)
 from specwise.results import write_json_atomic
 from specwise.verdict import Evidence, LoadEvidence, Rule, Verdict, acceptance_drop, decide
 
@@ -172,8 +172,14 @@ def build_findings(config: ExperimentConfig, cells: Cells, launched: dict[str, L
                           for w in config.workloads}, missing=sorted(set(missing)))
 
 
-def findings_from_disk(root: Path, config: ExperimentConfig) -> Findings:
-    """The findings of an experiment directory (its cells and servers.json), also written to findings.json."""
-    findings = build_findings(config, load_cells(root, config), launched_servers(root), seed=config.seed)
+def findings_from_disk(root: Path | str, config: ExperimentConfig | None = None) -> Findings:
+    """The findings of an experiment directory: its cells and servers.json, under its stored config unless
+    given. Reads only; `write_findings` stores them."""
+    root = Path(root)
+    config = config or stored_config(root)
+    return build_findings(config, load_cells(root, config), launched_servers(root), seed=config.seed)
+
+
+def write_findings(root: Path, findings: Findings) -> Findings:
     write_json_atomic(root / FINDINGS, findings.model_dump(mode="json"))
     return findings
