@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from specwise.analysis import Estimate
-from specwise.verdict import (Control, Decision, Evidence, LoadEvidence, Status, acceptance_drop, crossover,
-                              decide, median_temperature, requests_to_decide)
+from specwise.analysis import Equivalence, Estimate
+from specwise.verdict import (Arm, BucketEvidence, Control, Decision, Evidence, LoadEvidence, Status,
+                              acceptance_drop, crossover, decide, median_temperature, requests_to_decide)
 
 
 def est(value: float, half: float = 0.05) -> Estimate:
@@ -20,11 +20,15 @@ def load(level: float, p50: float, p99: float | None = None, **kw: object) -> Lo
                         requests=64, **kw)  # type: ignore[arg-type]
 
 
-# A deployment where every rule passes: homogeneous T=0, high acceptance, faster at every load.
-GOOD = Evidence(loads=(load(1, 1.6, kv_usage_max=0.2, preemptions=0), load(8, 1.2, kv_usage_max=0.5, preemptions=0)), acceptance=0.78, bucket_p10={0.0: 0.7},
-                bucket_share={0.0: 1.0}, temperatures=((0.0, 1.0),), slo_ms={"p99_tpot": 100.0},
-                primary_slo="tpot", monitoring=True, target_share=0.4, draft_share=0.05, k=4,
-                )
+# A deployment where everything is measured and passes: homogeneous T=0, high acceptance, valid arms,
+# identical outputs, faster at every load, monitored.
+ARMS = {"baseline_arm": Arm(64), "candidate_arm": Arm(64)}
+GOOD = Evidence(loads=(load(1, 1.6, kv_usage_max=0.2, preemptions=0, **ARMS),
+                       load(8, 1.2, kv_usage_max=0.5, preemptions=0, **ARMS)),
+                acceptance=0.78, bucket_p10={0.0: 0.7}, bucket_share={0.0: 1.0}, temperatures=((0.0, 1.0),),
+                slo_ms={"p99_tpot": 100.0}, primary_slo="tpot", monitoring=True, target_share=0.4, draft_share=0.05,
+                k=4, equivalence=Equivalence(compared=40, identical=40, floor_compared=20, floor_identical=20),
+                production_temperatures=((0.0, 1.0),))
 
 
 def with_(**changes: object) -> Evidence:
@@ -38,67 +42,114 @@ def rule(verdict, name):  # type: ignore[no-untyped-def]
 def test_all_rules_pass_enables() -> None:
     v = decide(GOOD)
     assert v.decision is Decision.ENABLE
-    assert all(r.status is Status.PASS for r in v.rules), [(r.name, r.status) for r in v.rules]
-    assert v.advice == []
+    # one temperature: its speedup is the load's, nothing to split
+    assert [(r.name, r.status) for r in v.rules if r.status is not Status.PASS] == [
+        ("speedup by temperature", Status.UNKNOWN)]
+    assert v.advice == [] and v.conditions == []
 
 
-# (change, rule that fires, its status, the decision)
+def buckets(**speedups: float) -> tuple[BucketEvidence, ...]:
+    return tuple(BucketEvidence(temperature=float(t.removeprefix("t").replace("_", ".")), tpot_speedup=est(s),
+                                requests=32) for t, s in speedups.items())
+
+
+# Each conflict between a rule of thumb and a measurement, and the verdict a careful engineer gives:
+# (what changes, the rule to look at, its status, the decision, a phrase of the headline)
 CASES = [
-    # acceptance thresholds: < 0.5 off; 0.5–0.65 decided on P99; > 0.65 gain
-    ({"acceptance": 0.49}, "acceptance", Status.FAIL, Decision.DISABLE),
-    ({"acceptance": 0.50}, "acceptance", Status.PASS, Decision.ENABLE),
-    ({"acceptance": 0.60, "loads": (load(1, 1.3, 0.90), load(8, 1.1, 0.9))}, "acceptance", Status.FAIL,
-     Decision.DISABLE),
-    ({"acceptance": 0.60}, "acceptance", Status.PASS, Decision.ENABLE),
-    ({"acceptance": 0.66}, "acceptance", Status.PASS, Decision.ENABLE),
-    ({"acceptance": None}, "acceptance", Status.UNKNOWN, Decision.ENABLE),
-    # P10 < 0.5 in a bucket: the aggregate-acceptance trap
-    ({"bucket_p10": {0.0: 0.8, 1.0: 0.3}, "bucket_share": {0.0: 0.6, 1.0: 0.4}},
-     "per-request acceptance tail", Status.FAIL, Decision.DISABLE),
-    ({"bucket_p10": {0.0: 0.5}}, "per-request acceptance tail", Status.PASS, Decision.ENABLE),
-    ({"bucket_p10": {}}, "per-request acceptance tail", Status.UNKNOWN, Decision.ENABLE),
-    # median temperature > 0.7 off; ≤ 0.5 good; wide spread off
-    ({"temperatures": ((0.8, 1.0),)}, "temperature", Status.FAIL, Decision.DISABLE),
-    ({"temperatures": ((0.7, 1.0),)}, "temperature", Status.UNKNOWN, Decision.ENABLE),
-    ({"temperatures": ((0.5, 1.0),)}, "temperature", Status.PASS, Decision.ENABLE),
-    ({"temperatures": ((0.1, 0.6), (1.0, 0.4))}, "temperature", Status.FAIL, Decision.DISABLE),
-    ({"temperatures": ((0.0, 0.5), (0.3, 0.5))}, "temperature", Status.PASS, Decision.ENABLE),
-    # memory: target > 70 % of the device, draft > 15 % of usable memory
-    ({"target_share": 0.71}, "memory headroom", Status.FAIL, Decision.DISABLE),
-    ({"target_share": 0.70}, "memory headroom", Status.PASS, Decision.ENABLE),
-    ({"draft_share": 0.16}, "memory headroom", Status.FAIL, Decision.DISABLE),
-    ({"draft_share": 0.15}, "memory headroom", Status.PASS, Decision.ENABLE),
-    ({"target_share": None, "draft_share": None}, "memory headroom", Status.UNKNOWN, Decision.ENABLE),
-    # the squeeze seen by the server: preemptions or a full KV cache
-    ({"loads": (load(1, 1.6, preemptions=3, baseline_preemptions=0), load(8, 1.2))}, "KV-cache squeeze",
-     Status.FAIL, Decision.DISABLE),
-    ({"loads": (load(1, 1.6, kv_usage_max=0.95), load(8, 1.2))}, "KV-cache squeeze", Status.FAIL, Decision.DISABLE),
-    ({"loads": (load(1, 1.6, kv_usage_max=0.5, preemptions=0), load(8, 1.2))}, "KV-cache squeeze", Status.PASS,
-     Decision.ENABLE),
-    # TTFT-bound SLO: speculation does not help
-    ({"primary_slo": "ttft"}, "SLO kind", Status.FAIL, Decision.DISABLE),
-    ({"primary_slo": "throughput"}, "SLO kind", Status.PASS, Decision.ENABLE),
-    # an SLO the baseline meets and the candidate breaks
-    ({"loads": (load(1, 1.6, candidate={"p99_tpot": 120.0}, baseline={"p99_tpot": 90.0}), load(8, 1.2))},
-     "SLOs", Status.FAIL, Decision.DISABLE),
-    ({"slo_ms": {}}, "SLOs", Status.UNKNOWN, Decision.ENABLE),
-    # no monitoring: advice, never a change of decision
-    ({"monitoring": False}, "acceptance monitoring", Status.FAIL, Decision.ENABLE),
-    ({"monitoring": None}, "acceptance monitoring", Status.UNKNOWN, Decision.ENABLE),
+    # a candidate that fails, or returns short outputs, is not compared: it is off
+    ({"loads": (load(1, 1.6, baseline_arm=Arm(20), candidate_arm=Arm(20, errors=14)),)},
+     "valid comparison", Status.FAIL, Decision.DISABLE, "failed 14 of 20"),
+    ({"loads": (load(1, 1.6, baseline_arm=Arm(20), candidate_arm=Arm(20, short=18)),)},
+     "valid comparison", Status.FAIL, Decision.DISABLE, "fewer tokens than asked"),
+    # the baseline failing, or an unfinished cell: nothing can be said
+    ({"loads": (load(1, 1.6, baseline_arm=Arm(20, errors=5), candidate_arm=Arm(20)),)},
+     "valid comparison", Status.FAIL, Decision.INCONCLUSIVE, "baseline failed 5 of 20"),
+    ({"loads": (load(1, 1.6, baseline_arm=Arm(20, complete=False), candidate_arm=Arm(20)),)},
+     "valid comparison", Status.FAIL, Decision.INCONCLUSIVE, "did not finish"),
+    # one error in 64 is within the tolerance
+    ({"loads": (load(1, 1.6, baseline_arm=Arm(64), candidate_arm=Arm(64, errors=1)),)},
+     "valid comparison", Status.PASS, Decision.ENABLE, "enable"),
+    # faster with acceptance below the guide's 0.5 (a cheap proposer): the measurement decides
+    ({"acceptance": 0.31, "loads": (load(1, 1.74, candidate_tpot_ms=8.0, baseline_tpot_ms=10.0,
+                                         acceptance_length=1.4, **ARMS),)},
+     "acceptance", Status.PASS, Decision.ENABLE, "enable"),
+    # slower with acceptance above 0.65 (a heavy draft): off, whatever the guide expects
+    ({"acceptance": 0.80, "loads": (load(1, 0.8, **ARMS), load(8, 0.6, **ARMS))},
+     "acceptance", Status.PASS, Decision.DISABLE, "leave speculation off"),
+    # P99 regresses only at the top load: a limit below it, not a veto
+    ({"loads": (load(1, 1.6, 1.5, **ARMS), load(8, 1.3, 1.2, **ARMS), load(32, 1.1, 0.8, **ARMS))},
+     "P50–P99 divergence", Status.FAIL, Decision.ENABLE_WITH_LIMIT, "up to concurrency 8"),
+    # a losing temperature bucket inside a winning mix: enable for the winning traffic only
+    ({"temperatures": ((0.0, 0.5), (1.0, 0.5)),
+      "loads": (load(1, 1.3, buckets=buckets(t0=2.0, t1=0.7), **ARMS),)},
+     "speedup by temperature", Status.FAIL, Decision.ENABLE_WITH_LIMIT, "T = 0 traffic only"),
+    # low P10 acceptance in a bucket whose requests are measured faster: the tail rule disagrees
+    ({"bucket_p10": {0.0: 0.47}, "loads": (load(1, 2.0, buckets=buckets(t0=2.0), **ARMS),)},
+     "per-request acceptance tail", Status.FAIL, Decision.ENABLE, "enable"),
+    # TTFT is the primary SLO: the measured TTFT change decides, not the assumption
+    ({"primary_slo": "ttft", "loads": (load(1, 1.6, ttft_change=est(0.98, 0.02), **ARMS),)},
+     "SLO kind", Status.PASS, Decision.ENABLE, "enable"),
+    ({"primary_slo": "ttft", "loads": (load(1, 1.6, ttft_change=est(1.3), **ARMS),)},
+     "SLO kind", Status.FAIL, Decision.DISABLE, "TTFT is the primary SLO"),
+    # memory over 70 % with no squeeze measured: a risk to state, not a veto
+    ({"target_share": 0.71}, "memory headroom", Status.WARN, Decision.ENABLE, "enable"),
+    ({"draft_share": 0.16}, "memory headroom", Status.WARN, Decision.ENABLE, "enable"),
+    # a squeeze measured at the top load stops the limit below it
+    ({"loads": (load(1, 1.6, kv_usage_max=0.5, **ARMS), load(8, 1.2, kv_usage_max=0.95, baseline_kv_usage_max=0.7,
+                                                             **ARMS))},
+     "KV-cache squeeze", Status.FAIL, Decision.ENABLE_WITH_LIMIT, "up to concurrency 1"),
+    # both arms full: not the candidate's squeeze
+    ({"loads": (load(1, 1.6, kv_usage_max=0.95, baseline_kv_usage_max=0.95, **ARMS),)},
+     "KV-cache squeeze", Status.PASS, Decision.ENABLE, "enable"),
+    # an SLO the baseline meets and the candidate breaks, at the top load only
+    ({"loads": (load(1, 1.6, **ARMS), load(8, 1.2, candidate={"p99_tpot": 120.0}, baseline={"p99_tpot": 90.0},
+                                           **ARMS))},
+     "SLOs", Status.FAIL, Decision.ENABLE_WITH_LIMIT, "up to concurrency 1"),
+    # outputs that diverge beyond the engine's own floor: off, whatever the speed
+    ({"equivalence": Equivalence(compared=40, identical=20, median_first_divergence=7, floor_compared=20,
+                                 floor_identical=20)},
+     "outputs unchanged", Status.FAIL, Decision.DISABLE, "changed the outputs"),
+    # within the floor of an engine that is not deterministic itself: fine
+    ({"equivalence": Equivalence(compared=40, identical=34, floor_compared=20, floor_identical=17)},
+     "outputs unchanged", Status.PASS, Decision.ENABLE, "enable"),
+    ({"exact_by_design": False}, "outputs unchanged", Status.FAIL, Decision.DISABLE, "by design"),
+    # production runs temperatures that were not tested: inconclusive for them
+    ({"production_temperatures": ((0.0, 0.7), (0.9, 0.3))}, "temperature coverage", Status.FAIL,
+     Decision.INCONCLUSIVE, "untested in production: T=0.9"),
+    ({"production_temperatures": ((0.02, 1.0),)}, "temperature coverage", Status.PASS, Decision.ENABLE, "enable"),
+    # a median temperature over 0.7 that measures faster: the rule explains, the measurement decides
+    ({"temperatures": ((0.8, 1.0),), "production_temperatures": ((0.8, 1.0),)}, "temperature", Status.FAIL,
+     Decision.ENABLE, "enable"),
+    # no monitoring: a condition on the ENABLE, never a change of decision
+    ({"monitoring": False}, "acceptance monitoring", Status.FAIL, Decision.ENABLE, "once acceptance alerts"),
+    ({"monitoring": None}, "acceptance monitoring", Status.UNKNOWN, Decision.ENABLE, "once acceptance alerts"),
 ]
 
 
-@pytest.mark.parametrize(("change", "name", "status", "decision"), CASES,
+@pytest.mark.parametrize(("change", "name", "status", "decision", "phrase"), CASES,
                          ids=[f"{c[1]}-{c[2].value}-{i}" for i, c in enumerate(CASES)])
-def test_rule(change: dict, name: str, status: Status, decision: Decision) -> None:
+def test_rule_and_measurement(change: dict, name: str, status: Status, decision: Decision, phrase: str) -> None:
     v = decide(with_(**change))
     assert rule(v, name).status is status, rule(v, name).reason
     assert v.decision is decision, v.headline
+    assert phrase in v.headline, v.headline
 
 
-def test_no_monitoring_gives_advice() -> None:
+def test_a_disagreeing_rule_says_so() -> None:
+    cheap = decide(with_(acceptance=0.31, loads=(load(1, 1.74, candidate_tpot_ms=8.0, baseline_tpot_ms=10.0,
+                                                      acceptance_length=1.4, **ARMS),)))
+    r = rule(cheap, "acceptance")
+    # step 8.0 ms × 1.4 tokens = 11.2 ms against 10.0 ms per baseline token: E(α, 4) = 1.12 → α ≈ 0.107
+    assert r.agrees is False and r.values["break_even"] == pytest.approx(0.107, abs=0.002)
+    assert "below the guide's 0.5" in r.reason and "breaks even at 0.11" in r.reason and "disagrees" in r.reason
+    heavy = rule(decide(with_(acceptance=0.80, loads=(load(1, 0.8, **ARMS),))), "acceptance")
+    assert heavy.agrees is False
+
+
+def test_no_monitoring_is_a_condition() -> None:
     v = decide(with_(monitoring=False))
-    assert len(v.advice) == 1 and "specwise rules" in v.advice[0]
+    assert len(v.conditions) == 1 and "specwise rules" in v.conditions[0]
+    assert decide(with_(monitoring=False, loads=(load(1, 0.7, **ARMS),))).conditions == []
 
 
 def test_divergence_needs_the_control_to_diagnose() -> None:
@@ -112,7 +163,7 @@ def test_divergence_needs_the_control_to_diagnose() -> None:
     spec = rule(decide(with_(loads=diverging, control=Control(load=1, tpot_p99_speedup=est(0.7)))),
                 "P50–P99 divergence")
     assert spec.values["diagnosis"] == "speculative decoding"
-    assert decide(with_(loads=diverging)).decision is Decision.DISABLE
+    assert decide(with_(loads=diverging)).decision is Decision.DISABLE   # P99 regresses from the lowest load up
     own = rule(decide(with_(loads=diverging, control=Control(load=1, homogeneous=True))), "P50–P99 divergence")
     assert own.values["diagnosis"] == "speculative decoding" and "already homogeneous" in own.reason
 

@@ -37,3 +37,17 @@ ACCEPTANCE_DROP = 0.05
 SWEET_SPOT = (8.0, 12.0)
 TOO_COSTLY_BELOW = 6.0
 TOO_WEAK_ABOVE = 25.0
+
+# The measurement's own tolerances (not the guide's): what counts as a win, a regression, invalid data.
+# A speedup whose confidence interval does not clear 1 + SPEEDUP_NOISE is not a win: inside the noise.
+SPEEDUP_NOISE = 0.02
+# The arms are not comparable when the candidate's error rate (or share of short outputs) exceeds the
+# baseline's by more than this.
+ERROR_TOLERANCE = 0.02
+# With TTFT the primary SLO, a P50 TTFT more than this much slower than the baseline's is a loss.
+TTFT_WORSE = 1.05
+# Outputs at T = 0: a candidate whose share of outputs identical to the baseline's falls more than this
+# below the baseline's own repeatability (plus sampling error) changed the outputs.
+EQUIVALENCE_TOLERANCE = 0.10
+# A production temperature within this of a tested one counts as tested.
+COVERAGE_TOLERANCE = 0.05

@@ -2,13 +2,14 @@
 window, per-request acceptance, and the A/B comparison of two arms at one load."""
 
 from specwise.analysis.acceptance import Acceptance, Bucket, acceptance, drafted_accepted, histogram
-from specwise.analysis.compare import (CellRuns, LatencyMetric, LoadComparison, Point, compare, latencies_ms, point,
+from specwise.analysis.compare import (BucketComparison, CellRuns, LatencyMetric, LoadComparison, Point, compare, latencies_ms, point,
                                        server_view)
+from specwise.analysis.equivalence import Equivalence, equivalence, first_divergence
 from specwise.analysis.server import ServerWindow, server_window
 from specwise.analysis.stats import Estimate, bootstrap_percentiles, percentile, ratio
 from specwise.analysis.summary import BenchSummary, Goodput, Latency, measured, scrapes, span_s, summarize
 
-__all__ = ["Acceptance", "BenchSummary", "Bucket", "CellRuns", "Estimate", "Goodput", "Latency", "LatencyMetric",
+__all__ = ["Acceptance", "BenchSummary", "Bucket", "BucketComparison", "CellRuns", "Equivalence", "Estimate", "Goodput", "Latency", "LatencyMetric",
            "LoadComparison", "Point", "ServerWindow", "acceptance", "bootstrap_percentiles", "compare",
-           "drafted_accepted", "histogram", "latencies_ms", "measured", "percentile", "point", "ratio", "scrapes",
+           "drafted_accepted", "equivalence", "first_divergence", "histogram", "latencies_ms", "measured", "percentile", "point", "ratio", "scrapes",
            "server_view", "server_window", "span_s", "summarize"]

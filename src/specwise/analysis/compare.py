@@ -7,6 +7,7 @@ ratio; the TTFT change (candidate / baseline); the server's view of each arm.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -54,6 +55,9 @@ class Point(BaseModel):
     e2e_p50: Estimate | None = None
     e2e_p99: Estimate | None = None
     output_tok_s: float = 0.0
+    errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
+    short: int = Field(0, description="successful requests that returned fewer tokens than asked")
+    complete: bool = True
     server: ServerWindow | None = None
     kv_usage: list[tuple[float, float]] = Field(default_factory=list, description="(s since the cell's start, 0–1)")
 
@@ -71,6 +75,14 @@ class Point(BaseModel):
         return out
 
 
+class BucketComparison(BaseModel):
+    """One temperature at one load: A and B sent the same prompts at it."""
+
+    temperature: float
+    requests: int                       # per arm (the smaller)
+    tpot_p50_speedup: Estimate | None = None
+
+
 class LoadComparison(BaseModel):
     load: float
     baseline: Point
@@ -80,6 +92,7 @@ class LoadComparison(BaseModel):
     e2e_p50_speedup: Estimate | None = None
     throughput_ratio: float | None = None
     ttft_p50_change: Estimate | None = Field(None, description="candidate / baseline P50 TTFT")
+    buckets: list[BucketComparison] = Field(default_factory=list)
 
 
 def latencies_ms(records: Sequence[RequestRecord], metric: LatencyMetric) -> list[float]:
@@ -117,6 +130,15 @@ def server_view(cells: Sequence[CellRuns]) -> ServerWindow | None:
     return server_window([scrapes(run) for cell in cells for run in cell.runs])
 
 
+def short_outputs(runs: Sequence[Run]) -> int:
+    """Successful requests that returned fewer tokens than their run asked for."""
+    count = 0
+    for run in runs:
+        asked = run.manifest.config.get("max_tokens")
+        count += sum(1 for r in measured(run) if r.ok and asked and r.tokens < asked)
+    return count
+
+
 def point(cell: CellRuns, seed: int = 0) -> Point:
     ok = cell.ok
     est: dict[tuple[str, str], Estimate | None] = {}
@@ -125,7 +147,9 @@ def point(cell: CellRuns, seed: int = 0) -> Point:
         est[(metric, "p50")], est[(metric, "p99")] = found.get(50), found.get(99)
     return Point(requests=len(cell.records), ok=len(ok),
                  **{f"{metric}_{q}": value for (metric, q), value in est.items()},
-                 output_tok_s=_throughput(cell.runs), server=server_view([cell]), kv_usage=_kv_series(cell.runs))
+                 output_tok_s=_throughput(cell.runs), errors=dict(Counter(r.error for r in cell.records if r.error)),
+                 short=short_outputs(cell.runs), complete=all(run.manifest.complete for run in cell.runs),
+                 server=server_view([cell]), kv_usage=_kv_series(cell.runs))
 
 
 def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadComparison:
@@ -137,4 +161,16 @@ def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadCompa
         tpot_p50_speedup=ratio(b_tpot, c_tpot, 50, seed), tpot_p99_speedup=ratio(b_tpot, c_tpot, 99, seed),
         e2e_p50_speedup=ratio(latencies_ms(b, "e2e"), latencies_ms(c, "e2e"), 50, seed),
         throughput_ratio=c_pt.output_tok_s / b_pt.output_tok_s if b_pt.output_tok_s else None,
-        ttft_p50_change=ratio(latencies_ms(c, "ttft"), latencies_ms(b, "ttft"), 50, seed))
+        ttft_p50_change=ratio(latencies_ms(c, "ttft"), latencies_ms(b, "ttft"), 50, seed),
+        buckets=by_temperature(b, c, seed))
+
+
+def by_temperature(baseline: Sequence[RequestRecord], candidate: Sequence[RequestRecord],
+                   seed: int = 0) -> list[BucketComparison]:
+    """The P50 TPOT speedup per temperature: which traffic speculation helps and which it hurts."""
+    out = []
+    for t in sorted({r.temperature for r in baseline} & {r.temperature for r in candidate}):
+        b = latencies_ms([r for r in baseline if r.temperature == t], "tpot")
+        c = latencies_ms([r for r in candidate if r.temperature == t], "tpot")
+        out.append(BucketComparison(temperature=t, requests=min(len(b), len(c)), tpot_p50_speedup=ratio(b, c, 50, seed)))
+    return out

@@ -48,6 +48,11 @@ class Server(Strict):
         return self
 
     @property
+    def exact_by_design(self) -> bool:
+        """False when the launch asks vLLM for a lossy acceptance scheme (typical acceptance)."""
+        return not (self.launch and any("typical_acceptance" in arg for arg in self.launch.extra_args))
+
+    @property
     def spec_k(self) -> int | None:
         if self.k:
             return self.k
@@ -59,12 +64,15 @@ class Workload(Strict):
     dataset: str = "structured"
     temperatures: str = "0"
     control: str | None = Field(None, description="the workload that serves as this one's homogeneous control")
+    production_temperatures: str | None = Field(None, description="the temperature mix production runs, when it "
+                                                "differs from the tested one: untested temperatures are inconclusive")
 
-    @field_validator("temperatures")
+    @field_validator("temperatures", "production_temperatures")
     @classmethod
-    def _mix(cls, value: str) -> str:
+    def _mix(cls, value: str | None) -> str | None:
         try:
-            parse_temperature_mix(value)
+            if value is not None:
+                parse_temperature_mix(value)
         except SpecwiseError as exc:
             raise ValueError(exc.problem + "; " + exc.fix) from None
         return value
@@ -72,6 +80,10 @@ class Workload(Strict):
     @property
     def mix(self) -> Mix:
         return parse_temperature_mix(self.temperatures)
+
+    @property
+    def production_mix(self) -> Mix:
+        return parse_temperature_mix(self.production_temperatures) if self.production_temperatures else ()
 
 
 class Loads(Strict):

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from specwise.analysis import Bucket, LoadComparison, ServerWindow, acceptance, compare, histogram, server_view
+from specwise.analysis import (Bucket, Equivalence, LoadComparison, Point, ServerWindow, acceptance, compare, equivalence,
+                               histogram, server_view)
 from specwise.experiment.config import ExperimentConfig, Server, Workload
 from specwise.experiment.controls import ControlResult, control_evidence
 from specwise.experiment.layout import (FINDINGS, Cells, LaunchedServer, cell_runs, launched_servers, load_cells,
                                        load_label, stored_config)
 from specwise.results import write_json_atomic
-from specwise.verdict import Evidence, LoadEvidence, Rule, Verdict, acceptance_drop, decide
+from specwise.verdict import Arm, BucketEvidence, Evidence, LoadEvidence, Rule, Verdict, acceptance_drop, decide
 
 
 class MemoryEvidence(BaseModel):
@@ -45,6 +46,7 @@ class Finding(BaseModel):
     histogram: dict[float, list[int]] = Field(default_factory=dict)
     control: ControlResult | None = None
     memory: MemoryEvidence | None = None
+    equivalence: Equivalence | None = None
     verdict: Verdict
 
 
@@ -80,6 +82,10 @@ def memory_evidence(config: ExperimentConfig, launched: dict[str, LaunchedServer
     return out
 
 
+def arm(p: Point) -> Arm:
+    return Arm(requests=p.requests, errors=p.requests - p.ok, short=p.short, complete=p.complete)
+
+
 def load_evidence(c: LoadComparison) -> LoadEvidence:
     assert c.tpot_p50_speedup is not None
     cand, base = c.candidate, c.baseline
@@ -90,14 +96,22 @@ def load_evidence(c: LoadComparison) -> LoadEvidence:
         baseline={f"p99_{m}": v for m, v in base.p99_ms().items()},
         preemptions=cand.server.preemptions if cand.server else None,
         baseline_preemptions=base.server.preemptions if base.server else None,
-        kv_usage_max=cand.server.kv_cache_usage_max if cand.server else None)
+        kv_usage_max=cand.server.kv_cache_usage_max if cand.server else None,
+        baseline_kv_usage_max=base.server.kv_cache_usage_max if base.server else None,
+        baseline_arm=arm(base), candidate_arm=arm(cand),
+        buckets=tuple(BucketEvidence(temperature=b.temperature, tpot_speedup=b.tpot_p50_speedup, requests=b.requests)
+                      for b in c.buckets),
+        ttft_change=c.ttft_p50_change,
+        baseline_tpot_ms=base.tpot_p50.value if base.tpot_p50 else None,
+        candidate_tpot_ms=cand.tpot_p50.value if cand.tpot_p50 else None,
+        acceptance_length=cand.server.mean_acceptance_length if cand.server else None)
 
 
 def finding(config: ExperimentConfig, cells: Cells, launched: dict[str, LaunchedServer], workload: Workload,
             cand: Server, seed: int = 0) -> tuple[Finding, list[str]]:
     """One candidate on one workload, and the cells it misses."""
     unit, base = config.loads.unit, config.baseline
-    comparisons, cand_cells, missing = [], [], []
+    comparisons, cand_cells, base_cells, missing = [], [], [], []
     for level in config.loads.levels:
         b, c = cell_runs(cells, base.name, workload.name, level), cell_runs(cells, cand.name, workload.name, level)
         missing += [f"{name} · {workload.name} · {load_label(unit, level)}" for name, cell in ((base.name, b),
@@ -105,6 +119,7 @@ def finding(config: ExperimentConfig, cells: Cells, launched: dict[str, Launched
         if b and c:
             comparisons.append(compare(b, c, seed))
             cand_cells.append(c)
+            base_cells.append(b)
     window = server_view(cand_cells)
     records = [r for cell in cand_cells for r in cell.records]
     bks = acceptance(records, cand.spec_k).buckets
@@ -120,10 +135,13 @@ def finding(config: ExperimentConfig, cells: Cells, launched: dict[str, Launched
         temperatures=workload.mix, slo_ms=config.slo.as_limits(), primary_slo=config.primary_slo,
         monitoring=config.monitoring, target_share=memory.target_share if memory else None,
         draft_share=memory.draft_share if memory else None, control=control, k=cand.spec_k,
-        max_batch=info.max_num_seqs if info else cand.max_num_seqs)
+        max_batch=info.max_num_seqs if info else cand.max_num_seqs, production_temperatures=workload.production_mix,
+        equivalence=equivalence([r for cell in base_cells for r in cell.records], records),
+        method=cand.launch.mode if cand.launch else None, exact_by_design=cand.exact_by_design)
     return Finding(candidate=cand.name, workload=workload.name, temperatures=workload.temperatures, load_unit=unit,
                    loads=comparisons, server_acceptance=window, buckets=bks, histogram=histogram(records),
-                   control=control_result, memory=memory, verdict=decide(evidence)), missing
+                   control=control_result, memory=memory, equivalence=evidence.equivalence,
+                   verdict=decide(evidence)), missing
 
 
 def candidates_compared(config: ExperimentConfig, findings: Sequence[Finding]) -> list[Rule]:

@@ -94,7 +94,8 @@ async def send(client: httpx.AsyncClient, endpoint: Endpoint, planned: Planned, 
     acceptance, source, merged = per_request_acceptance(stream.chunk_tokens, fields.get("spec"), endpoint.k)
     return RequestRecord(index=planned.index, warmup=planned.warmup, prompt_id=planned.prompt.id,
                          temperature=planned.temperature, scheduled_s=scheduled_s, sent_s=sent, end_s=end,
-                         chunk_s=stream.chunk_s, chunk_tokens=stream.chunk_tokens, acceptance=acceptance,
+                         chunk_s=stream.chunk_s, chunk_tokens=stream.chunk_tokens, token_digests=stream.token_digests,
+                         acceptance=acceptance,
                          acceptance_source=source, merged_chunks=merged, **fields)
 
 

@@ -14,6 +14,7 @@ chunk and k (`results.chunk_steps`); a request with merged chunks gets no estima
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,16 +53,21 @@ def request_body(model: str, api: Api, planned: Planned, max_tokens: int, ignore
     return body
 
 
-def chunk_of(choice: dict[str, Any], api: Api) -> tuple[int, str]:
-    """(tokens, text) of one streamed choice."""
+def chunk_of(choice: dict[str, Any], api: Api) -> tuple[list[str], str]:
+    """(its tokens, its text) of one streamed choice. Without logprobs, a chunk with text is one token."""
     logprobs = choice.get("logprobs") or {}
     if api == "chat":
         text = (choice.get("delta") or {}).get("content") or ""
-        tokens = len(logprobs.get("content") or [])
+        tokens = [str(entry.get("token", "")) for entry in logprobs.get("content") or []]
     else:
         text = choice.get("text") or ""
-        tokens = len(logprobs.get("tokens") or [])
-    return (tokens or (1 if text else 0)), text
+        tokens = [str(token) for token in logprobs.get("tokens") or []]
+    return (tokens or ([text] if text else [])), text
+
+
+def token_digest(token: str) -> int:
+    """A token's fingerprint: outputs are compared token by token without storing their text."""
+    return zlib.crc32(token.encode())
 
 
 @dataclass
@@ -73,6 +79,7 @@ class Stream:
     texts: list[str] | None = None          # the generated text, when the caller wants it
     chunk_s: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
+    token_digests: list[int] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)   # output_tokens, spec: for the record
     events: int = 0
     done: bool = False
@@ -101,7 +108,8 @@ class Stream:
             tokens, text = chunk_of(choice, self.api)
             if tokens:
                 self.chunk_s.append(now)
-                self.chunk_tokens.append(tokens)
+                self.chunk_tokens.append(len(tokens))
+                self.token_digests.extend(token_digest(t) for t in tokens)
                 if self.texts is not None:
                     self.texts.append(text)
         if event.get("usage"):

@@ -66,6 +66,8 @@ class RequestRecord(BaseModel):
     end_s: float
     chunk_s: list[float] = Field(default_factory=list, description="arrival of each content chunk")
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens carried by each content chunk")
+    token_digests: list[int] = Field(default_factory=list, description="crc32 of each output token's text, in order: "
+                                     "outputs compared without storing them")
     output_tokens: int | None = Field(None, description="from the server's usage; else the sum of chunk_tokens")
     error: str | None = None
     error_detail: str | None = None

@@ -1,19 +1,27 @@
-"""The decision: the rules' verdicts combined with the measured TPOT speedup, load by load (pure).
+"""The decision (pure): the measurement decides, load by load and traffic class by traffic class; the
+rules of thumb are set beside it.
 
-A FAIL of a *blocking* rule leaves speculation off (DISABLE); advice (no monitoring)
-never changes the decision. Otherwise the measured TPOT speedup decides, load by load,
-from its confidence interval: a win everywhere is ENABLE; wins at low load and losses
-above is ENABLE_WITH_LIMIT (the limit and the vLLM setting that applies it); losses
-everywhere is DISABLE; an interval that straddles 1 at the lowest load is INCONCLUSIVE,
-with the number of requests that would decide it.
+Invalid data (an arm failing or cut short more than the other, unfinished cells) decides first:
+DISABLE when the candidate is at fault, INCONCLUSIVE otherwise. Changed outputs at T = 0 are
+DISABLE whatever the speed. Then each load is a win (P50 TPOT CI above the noise floor, and no
+P99 regression, broken SLO, squeezed KV cache or — under a TTFT SLO — slower first token), a
+loss, or undecided: winning from the lowest load up to every load is ENABLE, up to some load
+ENABLE_WITH_LIMIT (with the vLLM setting), losing at the lowest load DISABLE, undecided there
+INCONCLUSIVE with the requests that would decide it. A temperature bucket that loses while
+another wins turns the answer into "enable for that traffic only". Untested production
+temperatures make it INCONCLUSIVE for them; missing monitoring is a condition on any ENABLE.
 """
 
 from __future__ import annotations
 
 from specwise.check import Status
 from specwise.plan.command import K_PER_BATCH_SIZE_SINCE
-from specwise.verdict.evidence import Decision, Evidence, Limit, Rule, Verdict
-from specwise.verdict.rules import RULES, _fmt, crossover, requests_to_decide, wins
+from specwise.verdict.evidence import Decision, Evidence, Limit, LoadEvidence, Role, Rule, Verdict
+from specwise.verdict.outcome import (LoadOutcome, Outcome, fmt_estimate, load_outcome, rule_coverage, rule_outputs,
+                                      rule_validity, speed_outcome, untested, won_prefix)
+from specwise.verdict.rules import (crossover, requests_to_decide, rule_acceptance, rule_divergence, rule_memory,
+                                    rule_monitoring, rule_slo, rule_slo_kind, rule_squeeze, rule_tail,
+                                    rule_temperature)
 
 
 def limit_setting(batch: int, k: int | None, max_batch: int) -> str:
@@ -23,68 +31,124 @@ def limit_setting(batch: int, k: int | None, max_batch: int) -> str:
             f"(vLLM ≥ {K_PER_BATCH_SIZE_SINCE})")
 
 
-def speed_rule(ev: Evidence) -> tuple[Rule, int]:
-    """The measured TPOT speedup as a rule, and how many loads from the lowest up it is proven faster at."""
-    loads = sorted(ev.loads, key=lambda e: e.load)
-    outcome = [wins(e) for e in loads]
-    speed = ", ".join(f"{e.load:g}: {e.tpot_speedup.value:.2f}× [{_fmt(e.tpot_speedup.low)}–"
-                      f"{_fmt(e.tpot_speedup.high)}]" for e in loads)
-    rule = Rule(name="TPOT speedup", status=Status.UNKNOWN, reason=f"by {ev.load_unit}: {speed or 'no data'}")
-    won = 0
-    while won < len(outcome) and outcome[won] is True:
-        won += 1
-    if loads and won == len(outcome):
-        rule.status = Status.PASS
-    elif loads and all(o is False for o in outcome):
-        rule.status = Status.FAIL
-    elif won:
-        # Proven faster up to a load, slower or not proven beyond.
-        rule.status = Status.PASS
-        beyond = "slower" if all(o is False for o in outcome[won:]) else "not proven faster"
-        rule.reason += f"; faster up to {ev.load_unit} {loads[won - 1].load:g}, {beyond} beyond"
+def speed_rule(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> Rule:
+    """The measured outcome, load by load."""
+    shown = "; ".join(f"{o.load:g}: {o.why} → {o.outcome.value}" for o in outcomes)
+    won = won_prefix([o.outcome for o in outcomes])
+    status = (Status.PASS if outcomes and won else Status.FAIL if outcomes and outcomes[0].outcome is Outcome.LOSS
+              else Status.UNKNOWN)
+    rule = Rule(name="TPOT speedup", status=status, reason=f"by {ev.load_unit}: {shown or 'no data'}")
+    if 0 < won < len(outcomes):
+        rule.reason += f"; wins up to {ev.load_unit} {outcomes[won - 1].load:g}"
     cross = crossover(loads)
     if cross is not None:
         rule.values = {"crossover": cross}
         rule.reason += f" (crossover ≈ {cross:.3g})"
-    return rule, won
+    return rule
+
+
+def bucket_outcomes(loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> dict[float, list[Outcome]]:
+    """Per temperature, load by load: its own P50 TPOT speedup decides, under the load's caps."""
+    temps = sorted({b.temperature for e in loads for b in e.buckets})
+    out: dict[float, list[Outcome]] = {}
+    for t in temps:
+        out[t] = []
+        for e, o in zip(loads, outcomes):
+            bucket = next((b for b in e.buckets if b.temperature == t), None)
+            out[t].append(Outcome.LOSS if o.capped else speed_outcome(bucket.tpot_speedup if bucket else None))
+    return out
+
+
+def traffic_rule(ev: Evidence, loads: list[LoadEvidence]) -> Rule:
+    name = "speedup by temperature"
+    rows = [f"T={b.temperature:g} at {e.load:g}: {fmt_estimate(b.tpot_speedup)}" for e in loads for b in e.buckets
+            if b.tpot_speedup is not None]
+    if len({b.temperature for e in loads for b in e.buckets}) < 2:
+        return Rule(name=name, status=Status.UNKNOWN, blocking=False, reason="one temperature: the load's speedup "
+                    "is the traffic's" + (f" ({'; '.join(rows)})" if rows else ""))
+    hurt = [b for e in loads for b in e.buckets if speed_outcome(b.tpot_speedup) is Outcome.LOSS]
+    if hurt:
+        return Rule(name=name, status=Status.FAIL, reason="the same prompts per temperature, A vs B: "
+                    + "; ".join(rows) + f" — T={', '.join(f'{t:g}' for t in sorted({b.temperature for b in hurt}))} "
+                    "is slower with speculation")
+    return Rule(name=name, status=Status.PASS, reason="the same prompts per temperature, A vs B: " + "; ".join(rows))
+
+
+def _limit(ev: Evidence, e: LoadEvidence, temperatures: list[float] | None = None) -> Limit | None:
+    """Speculate only where it was proven to win. Under a concurrency load the batch is at most the
+    concurrency; under a rate, what the server ran."""
+    batch = int(e.load) if ev.load_unit == "concurrency" else int(e.batch or 0)
+    if batch < 1:
+        return None
+    return Limit(load=e.load, unit=ev.load_unit, batch=batch, vllm_setting=limit_setting(batch, ev.k, ev.max_batch),
+                 temperatures=temperatures)
+
+
+def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> tuple[Decision, str, dict]:
+    """The decision the measurement makes, its headline and the verdict's extra fields."""
+    won = won_prefix([o.outcome for o in outcomes])
+    by_temp = bucket_outcomes(loads, outcomes)
+    winning = [t for t, o in by_temp.items() if o and o[0] is Outcome.WIN]
+    hurt = [t for t, o in by_temp.items() if o and o[0] is Outcome.LOSS]
+    unit = ev.load_unit
+    if winning and hurt:
+        upto = min(won_prefix(by_temp[t]) for t in winning)
+        limit = _limit(ev, loads[upto - 1], winning)
+        temps, others = ", ".join(f"{t:g}" for t in winning), ", ".join(f"{t:g}" for t in hurt)
+        scope = "at every measured load" if upto == len(loads) else f"up to {unit} {loads[upto - 1].load:g}"
+        return (Decision.ENABLE_WITH_LIMIT, f"enable for T = {temps} traffic only, {scope}; route T = {others} to a "
+                f"deployment without speculation (slower there)", {"limit": limit})
+    if won == len(outcomes):
+        return Decision.ENABLE, f"enable: faster at every measured {unit}", {}
+    if won:
+        last, first_lost = outcomes[won - 1], outcomes[won]
+        limit = _limit(ev, loads[won - 1])
+        if limit is None:
+            return (Decision.INCONCLUSIVE, "faster at low load, not beyond, but the server reported no batch size "
+                    "to set the limit by", {})
+        beyond = "loses" if first_lost.outcome is Outcome.LOSS else "is not proven faster"
+        return (Decision.ENABLE_WITH_LIMIT, f"enable up to {unit} {last.load:g} (batch ≤ {limit.batch}), off above: "
+                f"at {first_lost.load:g} it {beyond} ({first_lost.why})", {"limit": limit})
+    if outcomes[0].outcome is Outcome.LOSS:
+        return Decision.DISABLE, f"leave speculation off: at {unit} {outcomes[0].load:g}, {outcomes[0].why}", {}
+    need = [n for n in (requests_to_decide(e) for e, o in zip(loads, outcomes) if o.outcome is Outcome.UNDECIDED)
+            if n]
+    more = max(need) if need else None
+    return (Decision.INCONCLUSIVE, "the TPOT speedup's confidence interval does not clear the noise floor"
+            + (f": about {more} requests per arm and load would decide it" if more else
+               ": the effect is below what more requests can resolve"), {"more_requests": more})
 
 
 def decide(ev: Evidence) -> Verdict:
-    rules = [rule(ev) for rule in RULES]
-    advice = [r.reason for r in rules if not r.blocking and r.status != Status.PASS]
-    blocking = [r for r in rules if r.blocking and r.status == Status.FAIL]
-    speed, won = speed_rule(ev)
-    rules.append(speed)
     loads = sorted(ev.loads, key=lambda e: e.load)
-    need = [n for n in (requests_to_decide(e) for e in loads if wins(e) is None) if n]
-    more = max(need) if need else None
+    outcomes = [load_outcome(e, ev) for e in loads]
+    validity, invalid = rule_validity(ev)
+    outputs = rule_outputs(ev)
+    coverage = rule_coverage(ev)
+    monitoring = rule_monitoring(ev)
+    first = outcomes[0] if outcomes else None
+    rules = [validity, outputs, speed_rule(ev, loads, outcomes), traffic_rule(ev, loads), coverage,
+             rule_squeeze(ev), rule_slo(ev), rule_acceptance(ev, first), rule_tail(ev, loads[0] if loads else None),
+             rule_temperature(ev, first), rule_divergence(ev), rule_slo_kind(ev), rule_memory(ev), monitoring]
+    advice = [r.reason for r in rules if r.role in (Role.RISK, Role.CONDITION) and r.status not in (Status.PASS,
+                                                                                                     Status.UNKNOWN)]
 
     def verdict(decision: Decision, headline: str, **kw: object) -> Verdict:
+        conditions = [monitoring.reason] if decision.allows and monitoring.status is not Status.PASS else []
+        if conditions:
+            headline += " — once acceptance alerts are in place"
         return Verdict(decision=decision, headline=headline, rules=rules, advice=advice,  # type: ignore[arg-type]
-                       crossover=crossover(loads), **kw)
+                       conditions=conditions, crossover=crossover(loads), **kw)
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")
-    if blocking:
-        return verdict(Decision.DISABLE, "leave speculation off: " + "; ".join(r.name for r in blocking) + " failed")
-    if won == len(loads):
-        return verdict(Decision.ENABLE, f"enable: TPOT faster at every measured {ev.load_unit}")
-    if speed.status == Status.FAIL:
-        return verdict(Decision.DISABLE, f"leave speculation off: TPOT slower at every measured {ev.load_unit}")
-    if won:
-        # Speculate only where it was proven faster. Under a concurrency load the batch is at most the
-        # concurrency; under a rate, what the server ran.
-        last = loads[won - 1]
-        batch = int(last.load) if ev.load_unit == "concurrency" else int(last.batch or 0)
-        if batch < 1:
-            return verdict(Decision.INCONCLUSIVE, "faster at low load, not beyond, but the server reported no batch "
-                           "size to set the limit by")
-        return verdict(Decision.ENABLE_WITH_LIMIT,
-                       f"enable up to {ev.load_unit} {last.load:g} (batch ≤ {batch}), off above",
-                       limit=Limit(load=last.load, unit=ev.load_unit, batch=batch,
-                                   vllm_setting=limit_setting(batch, ev.k, ev.max_batch)), more_requests=more)
-    return verdict(Decision.INCONCLUSIVE,
-                   "the TPOT speedup's confidence interval straddles 1"
-                   + (f": about {more} requests per arm and load would decide it" if more else
-                      ": the effect is below what more requests can resolve"),
-                   more_requests=more)
+    if invalid is not None:
+        return verdict(invalid, "the comparison is not valid: " + validity.reason)
+    if outputs.status is Status.FAIL:
+        return verdict(Decision.DISABLE, "leave speculation off: " + outputs.reason)
+    decision, headline, extra = _measured(ev, loads, outcomes)
+    if decision.allows and coverage.status is Status.FAIL:
+        shown = ", ".join(f"T={t:g}" for t in sorted(untested(ev)))
+        return verdict(Decision.INCONCLUSIVE, f"on the tested temperatures: {headline}; untested in production: "
+                       f"{shown} — add them to the workload", **extra)
+    return verdict(decision, headline, **extra)

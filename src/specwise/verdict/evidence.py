@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from specwise.analysis import Estimate
+from specwise.analysis import Equivalence, Estimate
 from specwise.check import Check
 
 LoadUnit = Literal["concurrency", "rate"]
@@ -29,10 +29,22 @@ class Decision(str, Enum):
         return self in (Decision.ENABLE, Decision.ENABLE_WITH_LIMIT)
 
 
+class Role(str, Enum):
+    """What a rule does to the verdict. The measurement decides; the guide's rules of thumb explain it,
+    stand where the measurement is blind (conditions, risks), and say when they disagree with it."""
+
+    DECIDES = "decides"        # measured: validity, outputs, speed, P99, SLOs, squeeze, coverage
+    EXPLAINS = "explains"      # a rule of thumb set beside the measured outcome
+    CONDITION = "condition"    # what the measurement cannot see, attached to an ENABLE (monitoring)
+    RISK = "risk"              # a warning for what was not run (memory at other contexts)
+
+
 class Rule(Check):
     """A rule of the decision framework, evaluated on the evidence."""
 
-    blocking: bool = True          # a FAIL leaves speculation off; False: advice only
+    blocking: bool = True          # a FAIL changes the decision; False: explanation or advice only
+    role: Role = Role.DECIDES
+    agrees: bool | None = None     # for an explanation: does the rule of thumb predict what was measured?
 
 
 class Limit(BaseModel):
@@ -40,6 +52,7 @@ class Limit(BaseModel):
     unit: str
     batch: int
     vllm_setting: str
+    temperatures: list[float] | None = None   # speculate for this traffic only (None: all of it)
 
 
 class Verdict(BaseModel):
@@ -50,6 +63,35 @@ class Verdict(BaseModel):
     more_requests: int | None = None
     crossover: float | None = None   # the load where the P50 TPOT speedup crosses 1
     advice: list[str] = []
+    conditions: list[str] = []      # what must hold in production for the decision to stand
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Whether one arm's data at one load can be compared at all."""
+
+    requests: int                          # measured requests sent
+    errors: int = 0                        # of them failed
+    short: int = 0                         # of the successful ones, returned fewer tokens than asked
+    complete: bool = True                  # every repetition's cell finished
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def short_rate(self) -> float:
+        ok = self.requests - self.errors
+        return self.short / ok if ok else 0.0
+
+
+@dataclass(frozen=True)
+class BucketEvidence:
+    """One temperature bucket at one load: A and B sent the same prompts at this temperature."""
+
+    temperature: float
+    tpot_speedup: Estimate | None
+    requests: int = 0                      # per arm (the smaller)
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,14 @@ class LoadEvidence:
     preemptions: float | None = None       # the candidate's, over the window
     baseline_preemptions: float | None = None
     kv_usage_max: float | None = None      # the candidate's, 0–1
+    baseline_kv_usage_max: float | None = None
+    baseline_arm: Arm | None = None
+    candidate_arm: Arm | None = None
+    buckets: Sequence[BucketEvidence] = ()
+    ttft_change: Estimate | None = None    # candidate / baseline P50 TTFT (> 1: slower first token)
+    baseline_tpot_ms: float | None = None  # P50s, for the break-even acceptance of this configuration
+    candidate_tpot_ms: float | None = None
+    acceptance_length: float | None = None  # the candidate's tokens per step here (server counters)
 
 
 @dataclass(frozen=True)
@@ -94,3 +144,7 @@ class Evidence:
     control: Control | None = None
     k: int | None = None
     max_batch: int = 256                       # the server's max_num_seqs, for the limit's schedule
+    production_temperatures: Sequence[tuple[float, float]] = ()     # the declared production mix, if any
+    equivalence: Equivalence | None = None
+    method: str | None = None                  # "draft", "ngram", … (wording only)
+    exact_by_design: bool = True               # False: the configuration gives up exact outputs (typical acceptance)

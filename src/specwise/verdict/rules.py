@@ -1,11 +1,11 @@
-"""The rules of the decision framework (SPEC §1), one function each, and the predicates they share: pure.
+"""The guide's rules of thumb (SPEC §1), one function each: evaluated and shown beside the measurement as
+explanations, conditions and risks, saying when they disagree with what was measured (pure).
 
-Every rule is evaluated to PASS / FAIL / UNKNOWN with the numbers behind it. Thresholds
-(`specwise.thresholds`): acceptance < 0.5 net negative, 0.5–0.65 break-even (decided on
-P99 under load), > 0.65 likely gain; per-request P10 < 0.5 in a temperature bucket means
-a material share of traffic is hurt; median temperature > 0.7 leave off, ≤ 0.5 a good
-fit; target > 70 % of device memory and draft > 15 % of usable memory squeeze the KV
-cache; a TTFT-bound SLO gains nothing (speculation speeds up TPOT).
+Thresholds (`specwise.thresholds`): acceptance < 0.5 net negative, 0.5–0.65 break-even,
+> 0.65 likely gain — for a draft costing ~1/9 of the target, so each verdict also computes
+the break-even acceptance of *this* configuration from its measured step costs; per-request
+P10 < 0.5 in a temperature bucket; median temperature > 0.7 leave off, ≤ 0.5 a good fit;
+target > 70 % of device memory and draft > 15 % of usable memory squeeze the KV cache.
 """
 
 from __future__ import annotations
@@ -15,17 +15,14 @@ from collections.abc import Sequence
 
 from specwise.check import Status
 from specwise.plan.perf import crossover as crossing
-from specwise.thresholds import (ACCEPT_GAIN, ACCEPT_OFF, ACCEPTANCE_DROP, DRAFT_SHARE, KV_FULL, P99_WORSE, TAIL_P10,
+from specwise.plan.perf import tokens_per_step
+from specwise.thresholds import (ACCEPT_GAIN, ACCEPT_OFF, ACCEPTANCE_DROP, DRAFT_SHARE, P99_WORSE, TAIL_P10,
                                  TARGET_SHARE, TEMP_GOOD, TEMP_OFF)
-from specwise.verdict.evidence import Evidence, LoadEvidence, Rule
+from specwise.verdict.evidence import Evidence, LoadEvidence, Role, Rule
+from specwise.verdict.outcome import (LoadOutcome, Outcome, broken_slos, diverges, speed_outcome, squeezed)
 from specwise.workload import is_homogeneous, median_temperature, spread
 
 # ------------------------------------------------------------------------------------------ predicates
-
-def diverges(e: LoadEvidence) -> bool:
-    """P50 TPOT improves while P99 TPOT regresses (SPEC §1.5's symptom of a mixed batch)."""
-    return (e.tpot_p99_speedup is not None and e.tpot_speedup.value > 1
-            and e.tpot_p99_speedup.value < P99_WORSE)
 
 
 def divergent_loads(loads: Sequence[LoadEvidence]) -> list[float]:
@@ -37,20 +34,10 @@ def needs_control(mix: Sequence[tuple[float, float]]) -> bool:
     return not is_homogeneous(mix)
 
 
-def p99_regresses(e: LoadEvidence) -> bool:
-    return e.tpot_p99_speedup is not None and e.tpot_p99_speedup.value < P99_WORSE
-
-
 def wins(e: LoadEvidence) -> bool | None:
-    """True: the candidate is faster (CI above 1); False: slower (CI below 1); None: undecided."""
-    s = e.tpot_speedup
-    if s.low is None or s.high is None:
-        return None
-    if s.low > 1:
-        return True
-    if s.high < 1:
-        return False
-    return None
+    """True: the candidate's P50 TPOT is faster (CI above the noise floor); False: slower; None: undecided."""
+    outcome = speed_outcome(e.tpot_speedup)
+    return None if outcome is Outcome.UNDECIDED else outcome is Outcome.WIN
 
 
 def requests_to_decide(e: LoadEvidence) -> int | None:
@@ -69,107 +56,148 @@ def crossover(loads: Sequence[LoadEvidence]) -> float | None:
     return crossing([(e.load, e.tpot_speedup.value) for e in loads])
 
 
+def break_even_acceptance(e: LoadEvidence, k: int | None) -> float | None:
+    """The acceptance at which this configuration only breaks even at this load, from its measured step
+    costs: a speculative step costs the candidate's TPOT × its tokens per step; it pays when it yields
+    more tokens than that costs in baseline tokens, E(α, k) = step / baseline TPOT."""
+    if not (k and e.candidate_tpot_ms and e.baseline_tpot_ms and e.acceptance_length):
+        return None
+    needed = e.candidate_tpot_ms * e.acceptance_length / e.baseline_tpot_ms
+    if needed <= 1:
+        return 0.0
+    if needed >= k + 1:
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(50):  # E(α, k) grows from 1 to k + 1 with α
+        mid = (low + high) / 2
+        low, high = (mid, high) if tokens_per_step(mid, k) < needed else (low, mid)
+    return (low + high) / 2
+
+
 def _fmt(x: float | None, d: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{d}f}"
 
 
+def _judged(measured: Outcome | None, guide_gain: bool | None) -> bool | None:
+    """Does a rule of thumb (predicting a gain or not) agree with the measured outcome at the lowest load?"""
+    if guide_gain is None or measured is None or measured is Outcome.UNDECIDED:
+        return None
+    return guide_gain == (measured is Outcome.WIN)
 
-def rule_acceptance(ev: Evidence) -> Rule:
+
+def _explain(name: str, status: Status, reason: str, agrees: bool | None, **kw: object) -> Rule:
+    if agrees is False:
+        reason += " — the rule of thumb disagrees with the measurement, which decides"
+    return Rule(name=name, status=status, reason=reason, blocking=False, role=Role.EXPLAINS, agrees=agrees,
+                **kw)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------- explanations
+
+def rule_acceptance(ev: Evidence, first: LoadOutcome | None) -> Rule:
     a = ev.acceptance
     if a is None:
-        return Rule(name="acceptance", status=Status.UNKNOWN,
-                    reason="no acceptance measured (the server exported no speculative-decoding counters)")
-    vals: dict[str, float | str | None] = {"acceptance": a}
-    if a < ACCEPT_OFF:
-        return Rule(name="acceptance", status=Status.FAIL, values=vals,
-                    reason=f"acceptance {a:.2f} < {ACCEPT_OFF}: net negative at these temperatures")
-    if a > ACCEPT_GAIN:
-        return Rule(name="acceptance", status=Status.PASS, values=vals,
-                    reason=f"acceptance {a:.2f} > {ACCEPT_GAIN}: likely a real gain")
-    # Break-even zone: decided on P99 latency under the measured loads.
-    worse = [e for e in ev.loads if p99_regresses(e)]
-    if worse:
-        e = worse[0]
-        return Rule(name="acceptance", status=Status.FAIL, values=vals | {"load": e.load},
-                    reason=f"acceptance {a:.2f} in the break-even zone ({ACCEPT_OFF}–{ACCEPT_GAIN}) and P99 TPOT "
-                           f"{1 / e.tpot_p99_speedup.value:.2f}× the baseline's at {ev.load_unit} {e.load:g}")
-    return Rule(name="acceptance", status=Status.PASS, values=vals,
-                reason=f"acceptance {a:.2f} in the break-even zone ({ACCEPT_OFF}–{ACCEPT_GAIN}); P99 TPOT no worse "
-                       "than the baseline's at the measured loads")
+        return _explain("acceptance", Status.UNKNOWN, "no acceptance measured (the server exported no "
+                        "speculative-decoding counters)", None)
+    guide = (f"below the guide's {ACCEPT_OFF} (net negative for a draft costing ~1/9 of the target)" if a < ACCEPT_OFF
+             else f"above the guide's {ACCEPT_GAIN} (likely a gain)" if a > ACCEPT_GAIN
+             else f"in the guide's break-even zone ({ACCEPT_OFF}–{ACCEPT_GAIN})")
+    low = min(ev.loads, key=lambda e: e.load) if ev.loads else None
+    be = break_even_acceptance(low, ev.k) if low else None
+    values: dict[str, object] = {"acceptance": a, "break_even": be}
+    reason = f"acceptance {a:.2f} is {guide}"
+    if be is not None and low is not None:
+        step = (low.candidate_tpot_ms or 0) * (low.acceptance_length or 0)
+        reason += (f"; this configuration breaks even at {be:.2f} at {ev.load_unit} {low.load:g} (a speculative step "
+                   f"costs {step:.1f} ms for {low.acceptance_length:.2f} tokens, a baseline token "
+                   f"{low.baseline_tpot_ms:.1f} ms)")
+    if first is not None:
+        reason += f"; measured at {ev.load_unit} {first.load:g}: {first.why}"
+    guide_gain = None if ACCEPT_OFF <= a <= ACCEPT_GAIN else a > ACCEPT_GAIN
+    status = Status.PASS if (a >= be if be is not None else a >= ACCEPT_OFF) else Status.FAIL
+    return _explain("acceptance", status, reason, _judged(first.outcome if first else None, guide_gain),
+                    values=values)
 
 
-def rule_tail(ev: Evidence) -> Rule:
+def rule_tail(ev: Evidence, first: LoadEvidence | None) -> Rule:
+    name = "per-request acceptance tail"
     if not ev.bucket_p10:
-        return Rule(name="per-request acceptance tail", status=Status.UNKNOWN,
-                    reason="no per-request acceptance (needs the server's per-request metrics or k)")
+        return _explain(name, Status.UNKNOWN, "no per-request acceptance (needs the server's per-request metrics "
+                        "or k)", None)
     low = {t: p for t, p in ev.bucket_p10.items() if p < TAIL_P10}
     shown = ", ".join(f"T={t:g}: {p:.2f}" for t, p in sorted(ev.bucket_p10.items()))
+    measured = {b.temperature: speed_outcome(b.tpot_speedup) for b in first.buckets} if first else {}
+    hurt = {t for t, o in measured.items() if o is Outcome.LOSS}
+    decided = all(measured.get(t, Outcome.UNDECIDED) is not Outcome.UNDECIDED for t in ev.bucket_p10)
+    agrees = (set(low) == hurt) if measured and decided else None
     if low:
         share = sum(ev.bucket_share.get(t, 0.0) for t in low)
-        return Rule(name="per-request acceptance tail", status=Status.FAIL, values={"hurt_share": share},
-                    reason=f"P10 per-request acceptance < {TAIL_P10} in {len(low)} temperature bucket(s) ({shown}); "
-                           f"{share:.0%} of requests are in them — the aggregate hides traffic that is hurt")
-    return Rule(name="per-request acceptance tail", status=Status.PASS,
-                reason=f"P10 per-request acceptance ≥ {TAIL_P10} in every temperature bucket ({shown})")
+        return _explain(name, Status.FAIL, f"P10 per-request acceptance < {TAIL_P10} in {len(low)} temperature "
+                        f"bucket(s) ({shown}); {share:.0%} of requests are in them — the per-bucket speedups say "
+                        "whether that traffic is really hurt", agrees, values={"hurt_share": share})
+    return _explain(name, Status.PASS, f"P10 per-request acceptance ≥ {TAIL_P10} in every temperature bucket "
+                    f"({shown})", agrees)
 
 
-def rule_temperature(ev: Evidence) -> Rule:
+def rule_temperature(ev: Evidence, first: LoadOutcome | None) -> Rule:
     med = median_temperature(ev.temperatures)
     if med is None:
-        return Rule(name="temperature", status=Status.UNKNOWN, reason="no temperature mix given")
+        return _explain("temperature", Status.UNKNOWN, "no temperature mix given", None)
     temps = [t for t, w in ev.temperatures if w > 0]
-    vals: dict[str, float | str | None] = {"median": med, "spread": spread(ev.temperatures)}
+    values = {"median": med, "spread": spread(ev.temperatures)}
+    measured = first.outcome if first else None
     if med > TEMP_OFF:
-        return Rule(name="temperature", status=Status.FAIL, values=vals,
-                    reason=f"median temperature {med:g} > {TEMP_OFF}: acceptance falls too far")
+        return _explain("temperature", Status.FAIL, f"median temperature {med:g} > {TEMP_OFF}: the guide expects "
+                        "acceptance to fall too far", _judged(measured, False), values=values)
     if not is_homogeneous(ev.temperatures):
-        return Rule(name="temperature", status=Status.FAIL, values=vals,
-                    reason=f"temperatures vary widely ({min(temps):g}–{max(temps):g}): low-acceptance requests "
-                           "add tail latency for everyone in the batch")
+        return _explain("temperature", Status.FAIL, f"temperatures vary widely ({min(temps):g}–{max(temps):g}): "
+                        "the guide expects low-acceptance requests to add tail latency for everyone in the batch",
+                        _judged(measured, False), values=values)
     if med <= TEMP_GOOD:
-        return Rule(name="temperature", status=Status.PASS, values=vals,
-                    reason=f"homogeneous temperatures, median {med:g} ≤ {TEMP_GOOD}")
-    return Rule(name="temperature", status=Status.UNKNOWN, values=vals,
-                reason=f"median temperature {med:g} between {TEMP_GOOD} and {TEMP_OFF}: decided by acceptance")
+        return _explain("temperature", Status.PASS, f"homogeneous temperatures, median {med:g} ≤ {TEMP_GOOD}",
+                        _judged(measured, True), values=values)
+    return _explain("temperature", Status.UNKNOWN, f"median temperature {med:g} between {TEMP_GOOD} and "
+                    f"{TEMP_OFF}: the guide leaves it to acceptance", None, values=values)
 
 
 def rule_divergence(ev: Evidence) -> Rule:
-    div = [e for e in ev.loads if diverges(e)]
+    name = "P50–P99 divergence"
     if not any(e.tpot_p99_speedup is not None for e in ev.loads):
-        return Rule(name="P50–P99 divergence", status=Status.UNKNOWN, reason="no P99 TPOT comparison")
+        return _explain(name, Status.UNKNOWN, "no P99 TPOT comparison", None)
+    div = [e for e in ev.loads if diverges(e)]
     if not div:
-        return Rule(name="P50–P99 divergence", status=Status.PASS,
-                    reason="no load where P50 TPOT improves while P99 TPOT regresses")
+        return _explain(name, Status.PASS, "no load where P50 TPOT improves while P99 TPOT regresses", None)
     e = div[0]
     assert e.tpot_p99_speedup is not None
     base = (f"at {ev.load_unit} {e.load:g} P50 TPOT is {e.tpot_speedup.value:.2f}× faster but P99 TPOT "
-            f"{1 / e.tpot_p99_speedup.value:.2f}× slower")
-    vals: dict[str, float | str | None] = {"load": e.load, "p50_speedup": e.tpot_speedup.value,
-                                           "p99_speedup": e.tpot_p99_speedup.value}
+            f"{1 / e.tpot_p99_speedup.value:.2f}× slower (the limit stops below it)")
+    vals: dict[str, object] = {"load": e.load, "p50_speedup": e.tpot_speedup.value,
+                               "p99_speedup": e.tpot_p99_speedup.value}
     c = ev.control
     if c is not None and c.homogeneous:
-        return Rule(name="P50–P99 divergence", status=Status.FAIL, values=vals | {"diagnosis": "speculative decoding"},
-                    reason=f"{base}, on a workload that is already homogeneous in temperature: a "
-                           "speculative-decoding problem, not the mix")
+        return _explain(name, Status.FAIL, f"{base}, on a workload that is already homogeneous in temperature: a "
+                        "speculative-decoding problem, not the mix", None,
+                        values=vals | {"diagnosis": "speculative decoding"})
     if c is None or c.tpot_p99_speedup is None:
         how = c.prescription if c and c.prescription else "rerun the same load with one low temperature"
-        return Rule(name="P50–P99 divergence", status=Status.FAIL, values=vals | {"diagnosis": "unconfirmed"},
-                    reason=f"{base}; control not run — {how}")
+        return _explain(name, Status.FAIL, f"{base}; control not run — {how}", None,
+                        values=vals | {"diagnosis": "unconfirmed"})
     if c.tpot_p99_speedup.value >= P99_WORSE:  # the control does not regress: P99 tightened
-        return Rule(name="P50–P99 divergence", status=Status.FAIL,
-                    values=vals | {"diagnosis": "mixed workload", "control_p99_speedup": c.tpot_p99_speedup.value},
-                    reason=f"{base}; the homogeneous low-temperature control tightens P99 "
-                           f"({c.tpot_p99_speedup.value:.2f}× the baseline's speed): a mixed-workload problem — "
-                           "speculate only for low-temperature traffic (a separate deployment)")
-    return Rule(name="P50–P99 divergence", status=Status.FAIL,
-                values=vals | {"diagnosis": "speculative decoding", "control_p99_speedup": c.tpot_p99_speedup.value},
-                reason=f"{base}; the homogeneous control regresses too ({c.tpot_p99_speedup.value:.2f}×): a "
-                       "speculative-decoding problem, not the mix")
+        return _explain(name, Status.FAIL, f"{base}; the homogeneous low-temperature control tightens P99 "
+                        f"({c.tpot_p99_speedup.value:.2f}× the baseline's speed): a mixed-workload problem — "
+                        "speculate only for low-temperature traffic (a separate deployment)", None,
+                        values=vals | {"diagnosis": "mixed workload", "control_p99_speedup": c.tpot_p99_speedup.value})
+    return _explain(name, Status.FAIL, f"{base}; the homogeneous control regresses too "
+                    f"({c.tpot_p99_speedup.value:.2f}×): a speculative-decoding problem, not the mix", None,
+                    values=vals | {"diagnosis": "speculative decoding", "control_p99_speedup": c.tpot_p99_speedup.value})
 
 
 def rule_memory(ev: Evidence) -> Rule:
+    """A risk, not a veto: what the shares predict for contexts and loads not run. The measured squeeze
+    decides at the loads that were run."""
+    name = "memory headroom"
     if ev.target_share is None and ev.draft_share is None:
-        return Rule(name="memory headroom", status=Status.UNKNOWN,
+        return Rule(name=name, status=Status.UNKNOWN, blocking=False, role=Role.RISK,
                     reason="device memory unknown (give the experiment a memory section or a plan)")
     problems, shown = [], []
     if ev.target_share is not None:
@@ -180,68 +208,71 @@ def rule_memory(ev: Evidence) -> Rule:
         shown.append(f"draft {ev.draft_share:.0%} of usable memory")
         if ev.draft_share > DRAFT_SHARE:
             problems.append(f"draft > {DRAFT_SHARE:.0%}: it costs KV cache one for one")
-    vals: dict[str, float | str | None] = {"target_share": ev.target_share, "draft_share": ev.draft_share}
+    vals = {"target_share": ev.target_share, "draft_share": ev.draft_share}
     if problems:
-        return Rule(name="memory headroom", status=Status.FAIL, values=vals,
-                    reason=", ".join(shown) + " — " + "; ".join(problems))
-    return Rule(name="memory headroom", status=Status.PASS, values=vals, reason=", ".join(shown))
+        seen = [e for e in ev.loads if e.kv_usage_max is not None or e.preemptions is not None]
+        measured = ("; no squeeze measured at the loads run" if seen and not any(squeezed(e) for e in seen) else "")
+        return Rule(name=name, status=Status.WARN, blocking=False, role=Role.RISK, values=vals,
+                    reason=", ".join(shown) + " — " + "; ".join(problems) + measured
+                    + ": check longer contexts and higher loads before relying on it")
+    return Rule(name=name, status=Status.PASS, blocking=False, role=Role.RISK, values=vals, reason=", ".join(shown))
 
 
 def rule_squeeze(ev: Evidence) -> Rule:
     seen = [e for e in ev.loads if e.preemptions is not None or e.kv_usage_max is not None]
     if not seen:
-        return Rule(name="KV-cache squeeze", status=Status.UNKNOWN, reason="no KV-cache metrics from the server")
-    bad = [e for e in seen if (e.preemptions or 0) > (e.baseline_preemptions or 0)
-           or (e.kv_usage_max is not None and e.kv_usage_max >= KV_FULL)]
+        return Rule(name="KV-cache squeeze", status=Status.UNKNOWN, blocking=False,
+                    reason="no KV-cache metrics from the server")
+    bad = [e for e in seen if squeezed(e)]
     if bad:
         e = bad[0]
-        return Rule(name="KV-cache squeeze", status=Status.FAIL,
+        return Rule(name="KV-cache squeeze", status=Status.FAIL, blocking=False,
                     values={"load": e.load, "preemptions": e.preemptions, "kv_usage_max": e.kv_usage_max},
                     reason=f"at {ev.load_unit} {e.load:g} the candidate's KV cache peaked at "
-                           f"{_fmt(e.kv_usage_max and 100 * e.kv_usage_max, 0)} % with {e.preemptions or 0:g} "
-                           f"preemptions (baseline {e.baseline_preemptions or 0:g})")
+                           f"{100 * (e.kv_usage_max or 0):.0f} % with {e.preemptions or 0:g} preemptions (baseline "
+                           f"{e.baseline_preemptions or 0:g}): no speculation from there up")
     peak = max((e.kv_usage_max or 0.0) for e in seen)
-    return Rule(name="KV-cache squeeze", status=Status.PASS, values={"kv_usage_max": peak},
+    return Rule(name="KV-cache squeeze", status=Status.PASS, blocking=False, values={"kv_usage_max": peak},
                 reason=f"KV cache peaked at {100 * peak:.0f} %, no extra preemptions")
 
 
 def rule_slo_kind(ev: Evidence) -> Rule:
-    if ev.primary_slo == "ttft":
-        return Rule(name="SLO kind", status=Status.FAIL, values={"primary_slo": "ttft"},
-                    reason="the primary SLO is TTFT: speculation speeds up TPOT, not the first token "
-                           "(the draft's prefill can even slow it)")
-    return Rule(name="SLO kind", status=Status.PASS, values={"primary_slo": ev.primary_slo},
-                reason=f"the primary SLO is {ev.primary_slo.upper()}, which speculation can improve")
+    low = min(ev.loads, key=lambda e: e.load) if ev.loads else None
+    change = low.ttft_change if low else None
+    if ev.primary_slo != "ttft":
+        return _explain("SLO kind", Status.PASS, f"the primary SLO is {ev.primary_slo.upper()}, which speculation "
+                        "can improve", None, values={"primary_slo": ev.primary_slo})
+    guide = "the guide expects no gain for a TTFT-bound SLO (speculation speeds up TPOT, not the first token)"
+    if change is None or low is None:
+        return _explain("SLO kind", Status.UNKNOWN, f"{guide}; TTFT change not measured", None,
+                        values={"primary_slo": "ttft"})
+    worse = change.value > 1.05
+    return _explain("SLO kind", Status.FAIL if worse else Status.PASS,
+                    f"{guide}; measured P50 TTFT {change.value:.2f}× the baseline's at {ev.load_unit} {low.load:g}",
+                    None, values={"primary_slo": "ttft", "ttft_change": change.value})
 
 
 def rule_slo(ev: Evidence) -> Rule:
     if not ev.slo_ms:
-        return Rule(name="SLOs", status=Status.UNKNOWN, reason="no SLO given")
-    broken = []
-    for e in ev.loads:
-        for name, limit in ev.slo_ms.items():
-            c, b = e.candidate.get(name), e.baseline.get(name)
-            if c is not None and c > limit and (b is None or b <= limit):
-                broken.append(f"{name} {c:.0f} ms > {limit:g} ms at {ev.load_unit} {e.load:g} (baseline {_fmt(b, 0)})")
+        return Rule(name="SLOs", status=Status.UNKNOWN, blocking=False, reason="no SLO given")
+    broken = [f"{b} at {ev.load_unit} {e.load:g}" for e in ev.loads for b in broken_slos(e, ev.slo_ms)]
     if broken:
-        return Rule(name="SLOs", status=Status.FAIL, reason="the candidate breaks an SLO the baseline meets: "
-                    + "; ".join(broken))
-    return Rule(name="SLOs", status=Status.PASS, reason="the candidate meets every SLO the baseline meets")
+        return Rule(name="SLOs", status=Status.FAIL, blocking=False, reason="the candidate breaks an SLO the "
+                    "baseline meets: " + "; ".join(broken) + " — no speculation from there up")
+    return Rule(name="SLOs", status=Status.PASS, blocking=False,
+                reason="the candidate meets every SLO the baseline meets")
 
 
 def rule_monitoring(ev: Evidence) -> Rule:
+    """The measurement cannot see production: a condition attached to any ENABLE."""
     if ev.monitoring:
-        return Rule(name="acceptance monitoring", status=Status.PASS, blocking=False,
+        return Rule(name="acceptance monitoring", status=Status.PASS, blocking=False, role=Role.CONDITION,
                     reason="acceptance is monitored in production")
     state = "no acceptance monitoring in place" if ev.monitoring is False else \
         "not stated whether acceptance is monitored (monitoring: in the experiment file)"
     return Rule(name="acceptance monitoring", status=Status.FAIL if ev.monitoring is False else Status.UNKNOWN,
-                blocking=False, reason=f"{state}: acceptance drifts with traffic — install `specwise rules` alerts "
-                "before relying on speculation")
-
-
-RULES = (rule_acceptance, rule_tail, rule_temperature, rule_divergence, rule_memory, rule_squeeze,
-         rule_slo_kind, rule_slo, rule_monitoring)
+                blocking=False, role=Role.CONDITION, reason=f"{state}: acceptance drifts with traffic — install "
+                "`specwise rules` alerts before relying on speculation")
 
 
 def acceptance_drop(name_a: str, acc_a: float | None, name_b: str, acc_b: float | None) -> Rule:
