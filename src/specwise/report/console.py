@@ -165,15 +165,16 @@ def _acceptance(acc: Acceptance, console: Console) -> None:
 
 
 def render_verdicts(findings: Findings, console: Console) -> None:
-    """The verdicts as a table, with up to three failed rules each (the report has them all)."""
+    """The answer first: one row per candidate and workload — what to do, up to which load, for which
+    traffic — with the rules of thumb that disagree with the measurement named (the report has them all)."""
     table = Table(title="Verdicts", show_lines=True)
     for col in ("candidate", "workload", "verdict", "why"):
         table.add_column(col)
     for f in findings.findings:
         v = f.verdict
         why = v.headline + (f"\nvLLM: {v.limit.vllm_setting}" if v.limit else "")
-        failed = [r.reason for r in v.rules if r.status is Status.FAIL]
-        if failed:
-            why += "\n" + "\n".join(f"• {d}" for d in failed[:3])
+        disagree = [r.name for r in v.rules if r.agrees is False]
+        if disagree:
+            why += "\nrules of thumb that disagree with the measurement: " + ", ".join(disagree)
         table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
     console.print(table)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from specwise.analysis import Estimate
-from specwise.experiment.findings import Findings
+from specwise.experiment.findings import Finding, Findings
+from specwise.verdict import Rule
 
 
 def num(e: Any, digits: int = 2) -> str:
@@ -28,23 +29,48 @@ def by_workload(findings: Findings) -> dict[str, list[Finding]]:
     return out
 
 
+def answer(f: Finding) -> str:
+    """One line: what to do, up to which load, for which traffic."""
+    v = f.verdict
+    line = f"**{v.decision.value}** — {f.candidate} on {f.workload} (T mix {f.temperatures}): {v.headline}"
+    if v.limit:
+        line += f"; vLLM setting: `{v.limit.vllm_setting}`"
+    return line
+
+
+def _agreement(r: Rule) -> str:
+    return "agrees" if r.agrees else "**disagrees**" if r.agrees is False else ""
+
+
 def markdown(findings: Findings) -> str:
-    lines = [f"# specwise report — {findings.experiment}", ""]
+    lines = [f"# specwise report — {findings.experiment}", "", "## The answer", ""]
+    lines += [f"- {answer(f)}" for f in findings.findings] + [""]
     for f in findings.findings:
         v = f.verdict
         lines += [f"## {f.candidate} on {f.workload} (T mix {f.temperatures}): **{v.decision.value}**", "",
                   v.headline, ""]
-        if v.limit:
-            lines += [f"Limit: {v.limit.unit} ≤ {v.limit.load:g} (batch ≤ {v.limit.batch}); vLLM setting: "
-                      f"`{v.limit.vllm_setting}`", ""]
-        lines += ["| rule | status | detail |", "|---|---|---|"]
-        lines += [f"| {r.name} | {r.status.value} | {r.reason.replace('|', '/')} |" for r in v.rules]
-        lines += ["", f"| {f.load_unit} | TPOT P50 speedup | TPOT P99 speedup | E2E P50 speedup | throughput ratio "
-                  "| TTFT P50 change | baseline TPOT P50 ms | candidate TPOT P50 ms |", "|---:|---|---|---|---:|---|---:|---:|"]
+        lines += [f"Condition: {c}" for c in v.conditions] + ([""] if v.conditions else [])
+        lines += [f"| {f.load_unit} | TPOT P50 speedup | TPOT P99 speedup | E2E P50 speedup | throughput ratio "
+                  "| TTFT P50 change | baseline / candidate TPOT P50 ms | errors | short outputs |",
+                  "|---:|---|---|---|---:|---|---:|---:|---:|"]
         for c in f.loads:
             lines.append(f"| {c.load:g} | {num(c.tpot_p50_speedup)} | {num(c.tpot_p99_speedup)} | "
                          f"{num(c.e2e_p50_speedup)} | {num(c.throughput_ratio)} | {num(c.ttft_p50_change)} | "
-                         f"{num(c.baseline.tpot_p50, 1)} | {num(c.candidate.tpot_p50, 1)} |")
+                         f"{num(c.baseline.tpot_p50, 1)} / {num(c.candidate.tpot_p50, 1)} | "
+                         f"{c.baseline.requests - c.baseline.ok} / {c.candidate.requests - c.candidate.ok} | "
+                         f"{c.baseline.short} / {c.candidate.short} |")
+        buckets = [(c.load, b) for c in f.loads for b in c.buckets]
+        if len({b.temperature for _, b in buckets}) > 1:
+            lines += ["", "TPOT P50 speedup by temperature (same prompts in both arms): "
+                      + "; ".join(f"T={b.temperature:g} at {load:g}: {num(b.tpot_p50_speedup)}" for load, b in buckets)]
+        if f.equivalence:
+            q = f.equivalence
+            lines += ["", f"Outputs at T = 0: {q.identical} of {q.compared} identical to the baseline's"
+                      + (f" (the baseline reproduces itself in {q.floor_identical} of {q.floor_compared})"
+                         if q.floor_compared else "")]
+        lines += ["", "| rule | role | status | against the measurement | reason |", "|---|---|---|---|---|"]
+        lines += [f"| {r.name} | {r.role.value} | {r.status.value} | {_agreement(r)} | {r.reason.replace('|', '/')} |"
+                  for r in v.rules]
         acc = f.server_acceptance.acceptance_rate if f.server_acceptance else None
         lines += ["", f"Server acceptance over the measured windows: {num(acc)}", ""]
         if f.buckets:
