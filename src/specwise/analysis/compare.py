@@ -81,6 +81,7 @@ class BucketComparison(BaseModel):
     temperature: float
     requests: int                       # per arm (the smaller)
     tpot_p50_speedup: Estimate | None = None
+    tpot_p99_speedup: Estimate | None = None
 
 
 class LoadComparison(BaseModel):
@@ -172,5 +173,6 @@ def by_temperature(baseline: Sequence[RequestRecord], candidate: Sequence[Reques
     for t in sorted({r.temperature for r in baseline} & {r.temperature for r in candidate}):
         b = latencies_ms([r for r in baseline if r.temperature == t], "tpot")
         c = latencies_ms([r for r in candidate if r.temperature == t], "tpot")
-        out.append(BucketComparison(temperature=t, requests=min(len(b), len(c)), tpot_p50_speedup=ratio(b, c, 50, seed)))
+        out.append(BucketComparison(temperature=t, requests=min(len(b), len(c)), tpot_p50_speedup=ratio(b, c, 50, seed),
+                                    tpot_p99_speedup=ratio(b, c, 99, seed)))
     return out

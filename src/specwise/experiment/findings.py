@@ -99,8 +99,8 @@ def load_evidence(c: LoadComparison) -> LoadEvidence:
         kv_usage_max=cand.server.kv_cache_usage_max if cand.server else None,
         baseline_kv_usage_max=base.server.kv_cache_usage_max if base.server else None,
         baseline_arm=arm(base), candidate_arm=arm(cand),
-        buckets=tuple(BucketEvidence(temperature=b.temperature, tpot_speedup=b.tpot_p50_speedup, requests=b.requests)
-                      for b in c.buckets),
+        buckets=tuple(BucketEvidence(temperature=b.temperature, tpot_speedup=b.tpot_p50_speedup, requests=b.requests,
+                                     tpot_p99_speedup=b.tpot_p99_speedup) for b in c.buckets),
         ttft_change=c.ttft_p50_change,
         baseline_tpot_ms=base.tpot_p50.value if base.tpot_p50 else None,
         candidate_tpot_ms=cand.tpot_p50.value if cand.tpot_p50 else None,

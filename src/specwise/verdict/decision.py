@@ -17,8 +17,8 @@ from __future__ import annotations
 from specwise.check import Status
 from specwise.plan.command import K_PER_BATCH_SIZE_SINCE
 from specwise.verdict.evidence import Decision, Evidence, Limit, LoadEvidence, Role, Rule, Verdict
-from specwise.verdict.outcome import (LoadOutcome, Outcome, fmt_estimate, load_outcome, rule_coverage, rule_outputs,
-                                      rule_validity, speed_outcome, untested, won_prefix)
+from specwise.verdict.outcome import (LoadOutcome, Outcome, batch_caps, fmt_estimate, load_outcome, p99_regresses,
+                                      rule_coverage, rule_outputs, rule_validity, speed_outcome, untested, won_prefix)
 from specwise.verdict.rules import (crossover, requests_to_decide, rule_acceptance, rule_divergence, rule_memory,
                                     rule_monitoring, rule_slo, rule_slo_kind, rule_squeeze, rule_tail,
                                     rule_temperature)
@@ -47,15 +47,19 @@ def speed_rule(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutco
     return rule
 
 
-def bucket_outcomes(loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> dict[float, list[Outcome]]:
-    """Per temperature, load by load: its own P50 TPOT speedup decides, under the load's caps."""
+def bucket_outcomes(ev: Evidence, loads: list[LoadEvidence]) -> dict[float, list[Outcome]]:
+    """Per temperature, load by load: its own P50 and P99 TPOT speedups decide (the tail of a mixed batch
+    belongs to its slow class), under the caps that hold for the whole batch."""
     temps = sorted({b.temperature for e in loads for b in e.buckets})
     out: dict[float, list[Outcome]] = {}
     for t in temps:
         out[t] = []
-        for e, o in zip(loads, outcomes):
+        for e in loads:
             bucket = next((b for b in e.buckets if b.temperature == t), None)
-            out[t].append(Outcome.LOSS if o.capped else speed_outcome(bucket.tpot_speedup if bucket else None))
+            if bucket is None or batch_caps(e, ev) or p99_regresses(bucket):
+                out[t].append(Outcome.LOSS if bucket is not None else Outcome.UNDECIDED)
+            else:
+                out[t].append(speed_outcome(bucket.tpot_speedup))
     return out
 
 
@@ -87,7 +91,7 @@ def _limit(ev: Evidence, e: LoadEvidence, temperatures: list[float] | None = Non
 def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> tuple[Decision, str, dict]:
     """The decision the measurement makes, its headline and the verdict's extra fields."""
     won = won_prefix([o.outcome for o in outcomes])
-    by_temp = bucket_outcomes(loads, outcomes)
+    by_temp = bucket_outcomes(ev, loads)
     winning = [t for t, o in by_temp.items() if o and o[0] is Outcome.WIN]
     hurt = [t for t, o in by_temp.items() if o and o[0] is Outcome.LOSS]
     unit = ev.load_unit

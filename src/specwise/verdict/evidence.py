@@ -92,6 +92,7 @@ class BucketEvidence:
     temperature: float
     tpot_speedup: Estimate | None
     requests: int = 0                      # per arm (the smaller)
+    tpot_p99_speedup: Estimate | None = None
 
 
 @dataclass(frozen=True)

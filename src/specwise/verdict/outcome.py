@@ -13,7 +13,7 @@ from specwise.analysis import Estimate
 from specwise.check import Status
 from specwise.thresholds import (COVERAGE_TOLERANCE, ERROR_TOLERANCE, EQUIVALENCE_TOLERANCE, KV_FULL, P99_WORSE,
                                  SPEEDUP_NOISE, TTFT_WORSE)
-from specwise.verdict.evidence import Decision, Evidence, LoadEvidence, Rule
+from specwise.verdict.evidence import BucketEvidence, Decision, Evidence, LoadEvidence, Rule
 
 
 class Outcome(str, Enum):
@@ -27,7 +27,6 @@ class LoadOutcome:
     load: float
     outcome: Outcome
     why: str
-    capped: bool = False    # lost to a cap (P99, SLO, squeeze, TTFT) rather than to the P50 speed itself
 
 
 def fmt_estimate(s: Estimate, digits: int = 2) -> str:
@@ -46,13 +45,13 @@ def speed_outcome(s: Estimate | None) -> Outcome:
     return Outcome.UNDECIDED
 
 
-def p99_regresses(e: LoadEvidence) -> bool:
+def p99_regresses(e: LoadEvidence | BucketEvidence) -> bool:
     """P99 TPOT materially worse (beyond P99_WORSE) and, when it has a CI, significantly so (CI below 1): a
     P99 of a few requests is nearly their maximum, and one slow request must not cap a limit."""
     s = e.tpot_p99_speedup
     if s is None or s.value >= P99_WORSE:
         return False
-    return s.high is None or s.high < 1
+    return s.high is not None and s.high < 1
 
 
 def diverges(e: LoadEvidence) -> bool:
@@ -81,22 +80,29 @@ def broken_slos(e: LoadEvidence, slo_ms: dict[str, float]) -> list[str]:
     return out
 
 
-def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
-    """The measured outcome at one load: the P50 TPOT speedup decides, capped by what the user would not
-    accept there — a P99 regression, a broken SLO, a squeezed KV cache, a slower first token under a TTFT SLO."""
-    caps = []
-    if p99_regresses(e):
-        assert e.tpot_p99_speedup is not None
-        caps.append(f"P99 TPOT {1 / e.tpot_p99_speedup.value:.2f}× the baseline's")
-    caps += [f"breaks {b}" for b in broken_slos(e, ev.slo_ms)]
+def batch_caps(e: LoadEvidence, ev: Evidence) -> list[str]:
+    """What the user would not accept at this load whatever the traffic class: a broken SLO, a squeezed KV
+    cache, a slower first token under a TTFT SLO."""
+    caps = [f"breaks {b}" for b in broken_slos(e, ev.slo_ms)]
     if squeezed(e):
         caps.append(f"KV cache squeezed (peak {100 * (e.kv_usage_max or 0):.0f} %, {e.preemptions or 0:g} preemptions "
                     f"vs {e.baseline_preemptions or 0:g})")
     if ev.primary_slo == "ttft" and e.ttft_change is not None and e.ttft_change.value > TTFT_WORSE:
         caps.append(f"P50 TTFT {e.ttft_change.value:.2f}× the baseline's, and TTFT is the primary SLO")
+    return caps
+
+
+def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
+    """The measured outcome at one load: the P50 TPOT speedup decides, capped by a P99 regression and the
+    batch's caps."""
+    caps = []
+    if p99_regresses(e):
+        assert e.tpot_p99_speedup is not None
+        caps.append(f"P99 TPOT {1 / e.tpot_p99_speedup.value:.2f}× the baseline's")
+    caps += batch_caps(e, ev)
     speed = f"P50 TPOT {fmt_estimate(e.tpot_speedup)}"
     if caps:
-        return LoadOutcome(e.load, Outcome.LOSS, f"{speed} but " + "; ".join(caps), capped=True)
+        return LoadOutcome(e.load, Outcome.LOSS, f"{speed} but " + "; ".join(caps))
     return LoadOutcome(e.load, speed_outcome(e.tpot_speedup), speed)
 
 
