@@ -123,3 +123,33 @@ def test_vocab_mismatch_sets_heterogeneous_vocab():
     plan = Plan.model_validate_json(result.output)
     assert '"use_heterogeneous_vocab":true' in plan.command.shell
 
+
+
+def test_the_prediction_spans_a_range_of_acceptance_and_says_it_is_assumed():
+    plan = Plan.model_validate(json.loads(run([*EXAMPLE, "--json"]).output))
+    assert plan.prediction.alpha_source == "assumed"
+    row = plan.prediction.rows[0]
+    assert sorted(row.speedup_by_alpha) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert row.speedup_by_alpha[0.7] == pytest.approx(row.speedup)
+    # At the break-even α the speedup is 1 (between the grid's neighbours around it).
+    below = max(a for a in row.speedup_by_alpha if a < row.break_even_alpha)
+    assert row.speedup_by_alpha[below] < 1 < row.speedup_by_alpha[round(below + 0.1, 1)]
+
+
+def test_acceptance_from_a_run(tmp_path):
+    """A run whose counters say 2.95 tokens per step at k=4 (1 + 1950 accepted / 1000 drafts). E(α, 4) =
+    1 + α + α² + α³ + α⁴: at 0.73 it is 2.936, at 0.735 2.964, so α ≈ 0.7325."""
+    from specwise.metrics import ACCEPTED, DRAFT_TOKENS, DRAFTS
+    from specwise.results import Manifest, MetricSample, RunWriter
+
+    manifest = Manifest(specwise_version="t", started_at="t", url="u", api="completions", model="m", seed=0,
+                        config={"k": 4}, hardware={})
+    writer = RunWriter(tmp_path / "run", manifest)
+    writer.metric(MetricSample(t_s=0, phase="before", values={DRAFTS: 0, DRAFT_TOKENS: 0, ACCEPTED: 0}))
+    writer.metric(MetricSample(t_s=1, phase="after", values={DRAFTS: 1000, DRAFT_TOKENS: 4000, ACCEPTED: 1950}))
+    writer.close(complete=True, stop_reason="done")
+    plan = Plan.model_validate(json.loads(run([*EXAMPLE, "--acceptance-from", str(tmp_path / "run"), "--json"]).output))
+    assert plan.prediction.alpha == pytest.approx(0.7325, abs=0.002)
+    assert "measured" in plan.prediction.alpha_source and "2.95 tokens per step" in plan.prediction.alpha_source
+    empty = run([*EXAMPLE, "--acceptance-from", str(tmp_path / "nothing")])
+    assert empty.exit_code == 2 and "RUN_DIR" in empty.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -47,7 +48,9 @@ def plan(
                                                            " 0.9, 0.92 from 0.20.0)."),
     overhead_gb: Optional[float] = typer.Option(None, "--overhead-gb", help="Per-GPU activation + non-torch + "
                                                 "CUDA-graph memory; default: estimated (see docs)."),
-    alpha: float = typer.Option(0.7, "--alpha", help="Acceptance rate to predict for (measure it with run)."),
+    alpha: float = typer.Option(0.7, "--alpha", help="Acceptance rate to predict for (an assumption: measure it)."),
+    acceptance_from: Optional[Path] = typer.Option(None, "--acceptance-from", help="Take the acceptance from a "
+                                                   "bench run directory (its tokens per step and k) instead of --alpha."),
     k: int = typer.Option(4, "--k", help="Speculative tokens per step."),
     vllm_version: Optional[str] = typer.Option(None, "--vllm-version", help="vLLM version for the command "
                                                "(default: the installed one, else the newest known)."),
@@ -71,6 +74,9 @@ def plan(
     kv = Precision.bf16 if kv_cache_dtype.lower() == "auto" else Precision.parse(kv_cache_dtype, "--kv-cache-dtype")
     if kv not in (Precision.bf16, Precision.fp16, Precision.fp8):
         raise SpecwiseError("--kv-cache-dtype", f"{kv_cache_dtype!r} is not a KV cache dtype", "use auto, fp16 or fp8")
+    source = "assumed"
+    if acceptance_from is not None:
+        alpha, source = measured_alpha(acceptance_from)
     inputs = PlanInputs(
         target=resolve_model(target, "--target"),
         draft=resolve_model(draft, "--draft") if draft and method != "ngram" else None,
@@ -79,7 +85,7 @@ def plan(
         draft_precision=Precision.parse(draft_quant, "--draft-quant") if draft_quant else None,
         kv_precision=kv, num_gpus=gpus, target_tp=target_tp, draft_tp=draft_tp, context=context,
         input_len=input_len, output_len=output_len, gpu_memory_utilization=gpu_memory_utilization,
-        overhead_gb=overhead_gb, alpha=alpha, k=k, vllm_version=vllm_version or installed_vllm_version(),
+        overhead_gb=overhead_gb, alpha=alpha, alpha_source=source, k=k, vllm_version=vllm_version or installed_vllm_version(),
     )
     result = build_plan(inputs)
     if as_json:
@@ -88,3 +94,20 @@ def plan(
         render_plan(result, Console())
     if not result.fits:
         raise typer.Exit(EXIT_DOES_NOT_FIT)
+
+
+def measured_alpha(run_dir: Path) -> tuple[float, str]:
+    """The per-token acceptance α a bench run measured: its mean acceptance length (tokens per step, from
+    the server's counters) inverted through E(α, k) at the run's k."""
+    from specwise.analysis import summarize
+    from specwise.plan.perf import alpha_for
+    from specwise.results import load_run
+
+    run = load_run(run_dir)
+    window = summarize(run).acceptance.server
+    k = run.manifest.config.get("k")
+    if not window or not window.mean_acceptance_length or not k:
+        raise SpecwiseError("--acceptance-from", f"{run_dir} has no speculative-decoding counters with a known k",
+                            "give a run of a speculative server made with --k")
+    alpha = alpha_for(window.mean_acceptance_length, int(k))
+    return alpha, f"measured in {run_dir}: {window.mean_acceptance_length:.2f} tokens per step at k={k}"

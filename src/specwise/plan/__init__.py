@@ -42,6 +42,7 @@ class PlanInputs:
     gpu_memory_utilization: float | None = None  # None: the vLLM version's default
     overhead_gb: float | None = None
     alpha: float = 0.7
+    alpha_source: str = "assumed"     # or where it was measured (`--acceptance-from RUN_DIR`)
     k: int = 4
     vllm_version: str | None = None
 
@@ -144,6 +145,7 @@ def build_plan(inputs: PlanInputs) -> Plan:
     workload_tokens = inputs.input_len + inputs.output_len
     setup = SpecSetup(target, draft, inputs.gpu, inputs.input_len + inputs.output_len // 2, Efficiency())
     prediction = predict(setup, inputs.alpha, inputs.k, memory.concurrency.kv_tokens_with_draft, workload_tokens)
+    prediction.alpha_source = inputs.alpha_source
     options = SpecOptions(
         target=inputs.target.reference, method=inputs.method, draft=inputs.draft.reference if draft else None,
         k=inputs.k, tensor_parallel_size=tp,

@@ -110,15 +110,26 @@ def speedup(setup: SpecSetup, batch: int, alpha: float, k: int) -> float:
     return tokens_per_step(alpha, k) * base / (draft + verify)
 
 
-def break_even_alpha(setup: SpecSetup, batch: int, k: int) -> float | None:
-    """Smallest acceptance rate at which speculation stops losing; None if even α = 1 loses."""
-    if speedup(setup, batch, 1.0, k) < 1.0:
-        return None
+def alpha_for(tokens: float, k: int) -> float:
+    """The acceptance α at which a step yields `tokens` tokens, E(α, k) = tokens (clamped to [0, 1]).
+    E grows from 1 at α = 0 to k + 1 at α = 1, so bisection finds it."""
+    if tokens <= 1:
+        return 0.0
+    if tokens >= k + 1:
+        return 1.0
     lo, hi = 0.0, 1.0
-    for _ in range(40):
+    for _ in range(50):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if speedup(setup, batch, mid, k) < 1.0 else (lo, mid)
+        lo, hi = (mid, hi) if tokens_per_step(mid, k) < tokens else (lo, mid)
     return hi
+
+
+def break_even_alpha(setup: SpecSetup, batch: int, k: int) -> float | None:
+    """Smallest acceptance rate at which speculation stops losing: a speculative step must yield as many
+    tokens as it costs baseline steps. None if even α = 1 loses."""
+    base, draft, verify = step_times(setup, batch, k)
+    needed = (draft + verify) / base
+    return None if needed > k + 1 else alpha_for(needed, k)
 
 
 def best_k(setup: SpecSetup, batch: int, alpha: float) -> tuple[int, float]:
@@ -132,6 +143,7 @@ class SpeedupRow(BaseModel):
     speedup: float
     break_even_alpha: float | None
     fits_kv_cache: bool
+    speedup_by_alpha: dict[float, float] = {}   # the same row over a range of acceptance
 
 
 class BestK(BaseModel):
@@ -144,6 +156,7 @@ class BestK(BaseModel):
 class SpeedupPrediction(BaseModel):
     label: str = "prediction from an analytic roofline model; confirm with specwise run"
     alpha: float
+    alpha_source: str = "assumed"
     k: int
     tokens_per_step: float
     context: int
@@ -176,6 +189,7 @@ def predict(setup: SpecSetup, alpha: float, k: int, kv_tokens: int, request_toke
             concurrency=batch, baseline_tpot_ms=base * 1e3, speculative_tpot_ms=(draft + verify) / e * 1e3,
             speedup=e * base / (draft + verify), break_even_alpha=break_even_alpha(setup, batch, k),
             fits_kv_cache=batch * request_tokens <= kv_tokens,
+            speedup_by_alpha={a: tokens_per_step(a, k) * base / (draft + verify) for a in ALPHA_GRID},
         ))
     best = []
     for a in ALPHA_GRID:

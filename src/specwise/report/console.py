@@ -72,8 +72,8 @@ def _memory(p: Plan, console: Console) -> None:
 
 def _prediction(p: Plan, console: Console) -> None:
     pr = p.prediction
-    speed = Table(title=f"Predicted speedup at α = {pr.alpha:g}, k = {pr.k} ({pr.tokens_per_step:.2f} tokens/step) — "
-                        f"{pr.label}", title_justify="left")
+    speed = Table(title=f"Predicted speedup at α = {pr.alpha:.3g} ({pr.alpha_source}), k = {pr.k} "
+                        f"({pr.tokens_per_step:.2f} tokens/step) — {pr.label}", title_justify="left")
     for col in ("concurrency", "baseline TPOT ms", "spec TPOT ms", "speedup", "break-even α",
                 f"fits KV ({pr.request_tokens}-token requests)"):
         speed.add_column(col, justify="right")
@@ -84,6 +84,18 @@ def _prediction(p: Plan, console: Console) -> None:
                       f"{r.break_even_alpha:.2f}" if r.break_even_alpha is not None else "never",
                       "yes" if r.fits_kv_cache else "no")
     console.print(speed)
+    by_alpha = Table(title="The same over a range of acceptance: which α a pair reaches is measured (specwise run, "
+                           "or --acceptance-from), not assumed", title_justify="left")
+    by_alpha.add_column("concurrency", justify="right")
+    alphas = sorted(pr.rows[0].speedup_by_alpha) if pr.rows else []
+    for a in alphas:
+        by_alpha.add_column(f"α {a:g}", justify="right")
+    by_alpha.add_column("break-even α", justify="right")
+    for r in pr.rows:
+        by_alpha.add_row(str(r.concurrency), *(f"[{'green' if r.speedup_by_alpha[a] >= 1 else 'red'}]"
+                                               f"{r.speedup_by_alpha[a]:.2f}×[/]" for a in alphas),
+                         f"{r.break_even_alpha:.2f}" if r.break_even_alpha is not None else "never")
+    console.print(by_alpha)
     cross = (f"speedup crosses 1 at concurrency ≈ {pr.crossover_concurrency:.0f}" if pr.crossover_concurrency
              else "no crossover in the range shown")
     console.print(f"Crossover: {cross}.")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from specwise.check import Status
 from specwise.plan.perf import crossover as crossing
-from specwise.plan.perf import tokens_per_step
+from specwise.plan.perf import alpha_for
 from specwise.thresholds import (ACCEPT_GAIN, ACCEPT_OFF, ACCEPTANCE_DROP, DRAFT_SHARE, P99_WORSE, TAIL_P10,
                                  TARGET_SHARE, TEMP_GOOD, TEMP_OFF)
 from specwise.verdict.evidence import Evidence, LoadEvidence, Role, Rule
@@ -62,16 +62,7 @@ def break_even_acceptance(e: LoadEvidence, k: int | None) -> float | None:
     more tokens than that costs in baseline tokens, E(α, k) = step / baseline TPOT."""
     if not (k and e.candidate_tpot_ms and e.baseline_tpot_ms and e.acceptance_length):
         return None
-    needed = e.candidate_tpot_ms * e.acceptance_length / e.baseline_tpot_ms
-    if needed <= 1:
-        return 0.0
-    if needed >= k + 1:
-        return 1.0
-    low, high = 0.0, 1.0
-    for _ in range(50):  # E(α, k) grows from 1 to k + 1 with α
-        mid = (low + high) / 2
-        low, high = (mid, high) if tokens_per_step(mid, k) < needed else (low, mid)
-    return (low + high) / 2
+    return alpha_for(e.candidate_tpot_ms * e.acceptance_length / e.baseline_tpot_ms, k)
 
 
 def _fmt(x: float | None, d: int = 2) -> str:
