@@ -202,3 +202,11 @@ def test_candidates_acceptance_drop() -> None:
     assert "int4 accepts 8.0 points less" in acceptance_drop("bf16", 0.78, "int4", 0.70).reason
     assert acceptance_drop("bf16", 0.78, "int8", 0.75).status is Status.PASS
     assert acceptance_drop("a", None, "b", 0.7).status is Status.UNKNOWN
+
+
+def test_a_speedup_inside_the_restart_noise_is_not_a_win() -> None:
+    """CI [1.03–1.13]: a win over the 2 % floor; not when the baseline's repetitions stray 5 % from each other."""
+    quiet = decide(with_(loads=(load(1, 1.08, **ARMS),)))
+    noisy = decide(with_(loads=(load(1, 1.08, noise=0.05, **ARMS),)))
+    assert quiet.decision is Decision.ENABLE
+    assert noisy.decision is Decision.INCONCLUSIVE and "noise floor 5 %" in rule(noisy, "TPOT speedup").reason

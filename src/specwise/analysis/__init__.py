@@ -6,10 +6,11 @@ from specwise.analysis.compare import (BucketComparison, CellRuns, LatencyMetric
                                        server_view)
 from specwise.analysis.equivalence import Equivalence, equivalence, first_divergence
 from specwise.analysis.server import ServerWindow, server_window
-from specwise.analysis.stats import Estimate, bootstrap_percentiles, percentile, ratio
+from specwise.analysis.stats import (Estimate, bootstrap_percentiles, clustered_ratio, percentile, ratio,
+                                     spread_between)
 from specwise.analysis.summary import BenchSummary, Goodput, Latency, measured, scrapes, span_s, summarize
 
 __all__ = ["Acceptance", "BenchSummary", "Bucket", "BucketComparison", "CellRuns", "Equivalence", "Estimate", "Goodput", "Latency", "LatencyMetric",
-           "LoadComparison", "Point", "ServerWindow", "acceptance", "bootstrap_percentiles", "compare",
+           "LoadComparison", "Point", "ServerWindow", "acceptance", "bootstrap_percentiles", "clustered_ratio", "compare",
            "drafted_accepted", "equivalence", "first_divergence", "histogram", "latencies_ms", "measured", "percentile", "point", "ratio", "scrapes",
-           "server_view", "server_window", "span_s", "summarize"]
+           "server_view", "server_window", "span_s", "spread_between", "summarize"]

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from specwise.analysis.server import ServerWindow, server_window
-from specwise.analysis.stats import Estimate, bootstrap_percentiles, ratio
+from specwise.analysis.stats import Estimate, bootstrap_percentiles, clustered_ratio, ratio, spread_between
 from specwise.analysis.summary import measured, scrapes, span_s
 from specwise.metrics import KV_USAGE
 from specwise.results import RequestRecord, Run
@@ -94,6 +94,8 @@ class LoadComparison(BaseModel):
     throughput_ratio: float | None = None
     ttft_p50_change: Estimate | None = Field(None, description="candidate / baseline P50 TTFT")
     buckets: list[BucketComparison] = Field(default_factory=list)
+    baseline_noise: float | None = Field(None, description="how far the baseline's repetitions' P50 TPOTs stray "
+                                         "from their pooled P50 (restart-to-restart noise); None: one repetition")
 
 
 def latencies_ms(records: Sequence[RequestRecord], metric: LatencyMetric) -> list[float]:
@@ -153,14 +155,22 @@ def point(cell: CellRuns, seed: int = 0) -> Point:
                  server=server_view([cell]), kv_usage=_kv_series(cell.runs))
 
 
+def repetitions(cell: CellRuns, metric: LatencyMetric) -> list[list[float]]:
+    """A latency of the successful requests, one list per repetition (the clusters of the bootstrap)."""
+    return [latencies_ms([r for r in measured(run) if r.ok], metric) for run in cell.runs]
+
+
 def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadComparison:
+    """Speedups with intervals that resample repetitions as well as requests (`clustered_ratio`)."""
     b, c = baseline.ok, candidate.ok
-    b_tpot, c_tpot = latencies_ms(b, "tpot"), latencies_ms(c, "tpot")
+    b_tpot, c_tpot = repetitions(baseline, "tpot"), repetitions(candidate, "tpot")
     b_pt, c_pt = point(baseline, seed), point(candidate, seed)
     return LoadComparison(
         load=candidate.load, baseline=b_pt, candidate=c_pt,
-        tpot_p50_speedup=ratio(b_tpot, c_tpot, 50, seed), tpot_p99_speedup=ratio(b_tpot, c_tpot, 99, seed),
-        e2e_p50_speedup=ratio(latencies_ms(b, "e2e"), latencies_ms(c, "e2e"), 50, seed),
+        tpot_p50_speedup=clustered_ratio(b_tpot, c_tpot, 50, seed),
+        tpot_p99_speedup=clustered_ratio(b_tpot, c_tpot, 99, seed),
+        e2e_p50_speedup=clustered_ratio(repetitions(baseline, "e2e"), repetitions(candidate, "e2e"), 50, seed),
+        baseline_noise=spread_between(b_tpot),
         throughput_ratio=c_pt.output_tok_s / b_pt.output_tok_s if b_pt.output_tok_s else None,
         ttft_p50_change=ratio(latencies_ms(c, "ttft"), latencies_ms(b, "ttft"), 50, seed),
         buckets=by_temperature(b, c, seed))

@@ -62,3 +62,41 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float], q: float, se
     num, den = (np.asarray(arm, dtype=float) for arm in (numerator, denominator))
     low, high = _interval(_resampled(num, [q], rng, resamples)[0] / _resampled(den, [q], rng, resamples)[0])
     return Estimate(value=value, low=float(low), high=float(high))
+
+
+def _clustered(clusters: Sequence[np.ndarray], q: float, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Percentile q of `resamples` two-stage bootstrap resamples: the clusters (repetitions) with replacement,
+    then the samples (requests) within each cluster drawn."""
+    out = np.empty(resamples)
+    for i in range(resamples):
+        picked = rng.integers(0, len(clusters), size=len(clusters))
+        pooled = np.concatenate([clusters[j][rng.integers(0, clusters[j].size, size=clusters[j].size)]
+                                 for j in picked])
+        out[i] = np.percentile(pooled, q)
+    return out
+
+
+def clustered_ratio(numerator: Sequence[Sequence[float]], denominator: Sequence[Sequence[float]], q: float,
+                    seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> Estimate | None:
+    """Like `ratio`, over arms measured in several repetitions: the interval resamples repetitions as well
+    as requests, so restart-to-restart variance widens it. One repetition per arm is `ratio` itself."""
+    num = [np.asarray(c, dtype=float) for c in numerator if len(c)]
+    den = [np.asarray(c, dtype=float) for c in denominator if len(c)]
+    if len(num) <= 1 and len(den) <= 1:
+        return ratio(num[0] if num else [], den[0] if den else [], q, seed, resamples)
+    value = percentile(np.concatenate(num), q) / percentile(np.concatenate(den), q)
+    if sum(c.size for c in num) < MIN_SAMPLES or sum(c.size for c in den) < MIN_SAMPLES:
+        return Estimate(value=value)
+    rng = np.random.default_rng(seed)
+    low, high = _interval(_clustered(num, q, rng, resamples) / _clustered(den, q, rng, resamples))
+    return Estimate(value=value, low=float(low), high=float(high))
+
+
+def spread_between(clusters: Sequence[Sequence[float]], q: float = 50) -> float | None:
+    """How far the repetitions' own percentiles stray from the pooled one (largest relative gap): the
+    restart-to-restart noise of a server measured against itself. None with fewer than two repetitions."""
+    used = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    if len(used) < 2:
+        return None
+    pooled = percentile(np.concatenate(used), q)
+    return max(abs(percentile(c, q) / pooled - 1) for c in used)

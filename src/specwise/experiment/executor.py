@@ -71,7 +71,7 @@ class CellRunner:
     def __init__(self, config: ExperimentConfig, root: Path, events: Events) -> None:
         self.config, self.root, self.events = config, root, events
         self.stack = ExitStack()
-        self.running: tuple[str, str] | None = None  # (server name, url)
+        self.running: tuple[str, str, int] | None = None  # (server name, url, the repetition it was started for)
         self.launched = launched_servers(root)
 
     def __enter__(self) -> CellRunner:
@@ -80,8 +80,11 @@ class CellRunner:
     def __exit__(self, *exc: object) -> None:
         self.stack.close()
 
-    def _serve(self, server: Server) -> str:
-        if self.running and self.running[0] == server.name:
+    def _serve(self, server: Server, rep: int) -> str:
+        """The server's URL, launching it when needed. A launched baseline restarts for each repetition, so
+        that its repetitions measure the restart-to-restart noise a speedup must clear."""
+        restart = server.role == "baseline" and server.launch is not None
+        if self.running and self.running[0] == server.name and not (restart and self.running[2] != rep):
             return self.running[1]
         from specwise.engine import require_vllm
         from specwise.engine.server import VllmServer
@@ -102,7 +105,7 @@ class CellRunner:
             write_launched(self.root, self.launched)
             url = handle.url
         assert url is not None
-        self.running = (server.name, url)
+        self.running = (server.name, url, rep)
         return url
 
     def run(self, cells: list[tuple[int, Server, Workload, float]]) -> None:
@@ -113,7 +116,7 @@ class CellRunner:
         todo = [c for c in cells if not cell_complete(cell_dir(self.root, c[2].name, unit, c[3], c[1].name, c[0]))]
         self.events.planned(len(todo))
         for rep, server, workload, level in todo:
-            url = self._serve(server)
+            url = self._serve(server, rep)
             directory = cell_dir(self.root, workload.name, unit, level, server.name, rep)
             if directory.exists():
                 shutil.rmtree(directory)  # an interrupted cell is redone whole

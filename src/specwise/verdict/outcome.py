@@ -34,11 +34,12 @@ def fmt_estimate(s: Estimate, digits: int = 2) -> str:
     return f"{s.value:.{digits}f}×{ci}"
 
 
-def speed_outcome(s: Estimate | None) -> Outcome:
-    """A speedup (baseline / candidate) wins when its CI clears the noise floor, loses when it lies below 1."""
+def speed_outcome(s: Estimate | None, noise: float | None = None) -> Outcome:
+    """A speedup (baseline / candidate) wins when its CI clears the noise floor — SPEEDUP_NOISE, or the
+    baseline's measured restart-to-restart spread when larger — and loses when it lies below 1."""
     if s is None or s.low is None or s.high is None:
         return Outcome.UNDECIDED
-    if s.low > 1 + SPEEDUP_NOISE:
+    if s.low > 1 + max(SPEEDUP_NOISE, noise or 0.0):
         return Outcome.WIN
     if s.high < 1:
         return Outcome.LOSS
@@ -103,7 +104,9 @@ def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
     speed = f"P50 TPOT {fmt_estimate(e.tpot_speedup)}"
     if caps:
         return LoadOutcome(e.load, Outcome.LOSS, f"{speed} but " + "; ".join(caps))
-    return LoadOutcome(e.load, speed_outcome(e.tpot_speedup), speed)
+    if e.noise:
+        speed += f", noise floor {100 * max(SPEEDUP_NOISE, e.noise):.0f} %"
+    return LoadOutcome(e.load, speed_outcome(e.tpot_speedup, e.noise), speed)
 
 
 def won_prefix(outcomes: Sequence[Outcome]) -> int:
