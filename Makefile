@@ -12,7 +12,7 @@ BASE := $(VENV)/.base-$(RECIPE)
 ENGINE := $(VENV)/.engine-$(RECIPE)
 TEST := $(VENV)/.test-$(RECIPE)
 
-.PHONY: setup engine demo test bench compare clean chromium
+.PHONY: setup engine demo test bench compare clean chromium mutate
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +71,8 @@ compare: $(ENGINE) $(GUIDELLM)
 
 clean:
 	rm -rf $(VENV) .venv-guidellm
+
+# Mutation check of the pure core (not in CI): which small bugs would the fast tests miss?
+# Options: `$(VENV)/bin/python tools/mutate.py --help`; the tool's own check: tools/test_mutate.py.
+mutate: $(TEST)
+	$(VENV)/bin/python tools/mutate.py

@@ -50,6 +50,8 @@ def test_a_good_file() -> None:
     (("slo: {p99_tpot_ms: 80}", "slo: {p99_tpot_ms: -1}"), "slo.p99_tpot_ms"),
     (("slo: {p99_tpot_ms: 80}", "slo: {p99_tpotms: 80}"), "slo.p99_tpotms"),
     (("name: ab", "name: 'a b'"), "name"),
+    (('temperatures: "0.1:60,1.0:40"', 'temperatures: "0.1:60,1.0:40", production_temperatures: "warm"'),
+     "workloads[1].production_temperatures"),
 ])
 def test_bad_fields_are_named(edit: tuple[str, str], field: str) -> None:
     text = GOOD.replace(*edit)
@@ -119,3 +121,10 @@ def test_cli_unreachable_server_is_one_line_naming_it(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.strip().count("\n") == 0 and "servers.base" in out.stderr and "cannot reach" in out.stderr
+
+
+def test_production_temperatures_are_read() -> None:
+    config = parse_config(GOOD.replace('temperatures: "0.1:60,1.0:40"',
+                                       'temperatures: "0.1:60,1.0:40", production_temperatures: "0.1:1,0.9:1"'))
+    assert config.workloads[1].production_mix == ((0.1, 0.5), (0.9, 0.5))
+    assert config.workloads[0].production_mix == ()

@@ -26,7 +26,8 @@ Example experiment file:
     - {name: eagle, url: http://10.0.0.6:8000, k: 4, api_key_env: VLLM_KEY}
   workloads:
     - {name: code, dataset: structured, temperatures: "0.2"}
-    - {name: chat, dataset: prompts.jsonl, temperatures: "0.1:60,1.0:40"}
+    - {name: chat, dataset: prompts.jsonl, temperatures: "0.1:60,1.0:40",
+       production_temperatures: "0.1:50,0.7:20,1.0:30"}
   loads: {concurrency: [1, 4, 16, 64]}      # or rate: [0.5, 2, 8]
   repetitions: 2
   requests: 64
