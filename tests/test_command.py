@@ -101,6 +101,8 @@ def test_legacy_ngram_and_typical_acceptance_and_disable_by_batch():
     assert argv[argv.index("--typical-acceptance-sampler-posterior-threshold") + 1] == "0.09"
     assert argv[argv.index("--typical-acceptance-sampler-posterior-alpha") + 1] == "0.3"
     assert argv[argv.index("--speculative-disable-by-batch-size") + 1] == "8"
+    assert any("gives up exact outputs" in n for n in vllm_command(opts, Version("0.7.3")).notes)
+    assert not any("exact outputs" in n for n in vllm_command(NGRAM, Version("0.7.3")).notes)
 
 
 def test_v0_options_in_config_json_before_0_10():

@@ -166,3 +166,11 @@ def test_report_opens_in_chromium_with_plots_and_no_console_error(tmp_path: Path
     bad = open_page(broken, tmp_path / "broken.png")
     assert any("undefinedFunction" in e for e in bad.console_errors), bad.console_messages
     assert coloured_share(bad.screenshot, (31, 119, 180)) == 0.0
+
+
+def test_a_typical_acceptance_launch_gives_up_exact_outputs() -> None:
+    config = parse_config(CONFIG.replace('url: "http://127.0.0.1:2", k: 4',
+                                         'launch: {mode: draft, k: 4, extra_args: ["--spec-decoding-acceptance-method",'
+                                         ' "typical_acceptance_sampler"]}'))
+    assert not next(s for s in config.servers if s.name == "spec").exact_by_design
+    assert config.baseline.exact_by_design

@@ -151,6 +151,9 @@ def _validate(opts: SpecOptions, version: Version) -> list[str]:
             notes.append(f"vLLM {version} has no way to stop speculating above a batch size (disable_by_batch_size"
                          " has had no effect since 0.10.0; num_speculative_tokens_per_batch_size arrives in 0.24.0):"
                          " cap concurrency with --max-num-seqs instead")
+    if opts.acceptance_method == "typical_acceptance_sampler":
+        notes.append("typical acceptance gives up exact outputs by design: speculation may change what users get "
+                     "(specwise run fails such a candidate on its output-equivalence gate)")
     if opts.method == "eagle" and version < EAGLE_METHOD_KEPT_SINCE and "eagle-" not in str(opts.draft).lower():
         notes.append(f"vLLM {version} detects EAGLE from the draft's name: it must contain 'eagle-'")
     return notes
