@@ -131,18 +131,15 @@ def rule_validity(ev: Evidence) -> tuple[Rule, Decision | None]:
         at = f"at {ev.load_unit} {e.load:g}"
         if not (b.complete and c.complete):
             problems.append((Decision.INCONCLUSIVE, f"{at} a cell did not finish"))
-        if c.error_rate - b.error_rate > ERROR_TOLERANCE:
-            problems.append((Decision.DISABLE, f"{at} the candidate failed {c.errors} of {c.requests} requests "
-                                               f"(baseline {b.errors} of {b.requests})"))
-        elif b.error_rate - c.error_rate > ERROR_TOLERANCE:
-            problems.append((Decision.INCONCLUSIVE, f"{at} the baseline failed {b.errors} of {b.requests} requests "
-                                                    f"(candidate {c.errors} of {c.requests})"))
-        if c.short_rate - b.short_rate > ERROR_TOLERANCE:
-            problems.append((Decision.DISABLE, f"{at} the candidate returned fewer tokens than asked in {c.short} "
-                                               f"requests (baseline {b.short})"))
-        elif b.short_rate - c.short_rate > ERROR_TOLERANCE:
-            problems.append((Decision.INCONCLUSIVE, f"{at} the baseline returned fewer tokens than asked in "
-                                                    f"{b.short} requests (candidate {c.short})"))
+        names = ("baseline", "candidate")
+        for what, rates, counts in (("failed", (b.error_rate, c.error_rate), (b.errors, c.errors)),
+                                    ("returned fewer tokens than asked in", (b.short_rate, c.short_rate),
+                                     (b.short, c.short))):
+            if abs(rates[1] - rates[0]) > ERROR_TOLERANCE:
+                worse = int(rates[1] > rates[0])   # 1: the candidate is the one at fault
+                problems.append((Decision.DISABLE if worse else Decision.INCONCLUSIVE,
+                                 f"{at} the {names[worse]} {what} {counts[worse]} of {(b, c)[worse].requests} "
+                                 f"requests ({names[1 - worse]} {counts[1 - worse]})"))
     if not any(e.baseline_arm and e.candidate_arm for e in ev.loads):
         return Rule(name=name, status=Status.UNKNOWN, reason="no error or length counts per arm"), None
     if not problems:
