@@ -100,8 +100,10 @@ def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcom
         limit = _limit(ev, loads[upto - 1], winning)
         temps, others = ", ".join(f"{t:g}" for t in winning), ", ".join(f"{t:g}" for t in hurt)
         scope = "at every measured load" if upto == len(loads) else f"up to {unit} {loads[upto - 1].load:g}"
+        undecided = ", ".join(f"{t:g}" for t in by_temp if t not in winning and t not in hurt)
         return (Decision.ENABLE_WITH_LIMIT, f"enable for T = {temps} traffic only, {scope}; route T = {others} to a "
-                f"deployment without speculation (slower there)", {"limit": limit})
+                f"deployment without speculation (slower there)"
+                + (f"; T = {undecided} undecided (more requests would tell)" if undecided else ""), {"limit": limit})
     if won == len(outcomes):
         return Decision.ENABLE, f"enable: faster at every measured {unit}", {}
     if won:
