@@ -139,9 +139,10 @@ def test_a_disagreeing_rule_says_so() -> None:
     cheap = decide(with_(acceptance=0.31, loads=(load(1, 1.74, candidate_tpot_ms=8.0, baseline_tpot_ms=10.0,
                                                       acceptance_length=1.4, **ARMS),)))
     r = rule(cheap, "acceptance")
-    # step 8.0 ms × 1.4 tokens = 11.2 ms against 10.0 ms per baseline token: E(α, 4) = 1.12 → α ≈ 0.107
-    assert r.agrees is False and r.values["break_even"] == pytest.approx(0.107, abs=0.002)
-    assert "below the guide's 0.5" in r.reason and "breaks even at 0.11" in r.reason and "disagrees" in r.reason
+    # step 8.0 ms × 1.4 tokens = 11.2 ms against 10.0 ms per baseline token: a step must yield 1.12 tokens,
+    # 0.12 accepted per 4 drafted = 0.03
+    assert r.agrees is False and r.values["break_even"] == pytest.approx(0.03)
+    assert "below the guide's 0.5" in r.reason and "breaks even at 0.03" in r.reason and "disagrees" in r.reason
     heavy = rule(decide(with_(acceptance=0.80, loads=(load(1, 0.8, **ARMS),))), "acceptance")
     assert heavy.agrees is False
 

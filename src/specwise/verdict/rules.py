@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from specwise.check import Status
 from specwise.plan.perf import crossover as crossing
-from specwise.plan.perf import alpha_for
 from specwise.thresholds import (ACCEPT_GAIN, ACCEPT_OFF, ACCEPTANCE_DROP, DRAFT_SHARE, P99_WORSE, TAIL_P10,
                                  TARGET_SHARE, TEMP_GOOD, TEMP_OFF)
 from specwise.verdict.evidence import Evidence, LoadEvidence, Role, Rule
@@ -58,11 +57,13 @@ def crossover(loads: Sequence[LoadEvidence]) -> float | None:
 
 def break_even_acceptance(e: LoadEvidence, k: int | None) -> float | None:
     """The acceptance at which this configuration only breaks even at this load, from its measured step
-    costs: a speculative step costs the candidate's TPOT × its tokens per step; it pays when it yields
-    more tokens than that costs in baseline tokens, E(α, k) = step / baseline TPOT."""
+    costs, in the unit the server reports (accepted / drafted tokens). A speculative step costs the
+    candidate's TPOT × its tokens per step; it pays when it yields at least that cost in baseline tokens,
+    E* = step / baseline TPOT, that is (E* − 1) / k accepted per drafted token."""
     if not (k and e.candidate_tpot_ms and e.baseline_tpot_ms and e.acceptance_length):
         return None
-    return alpha_for(e.candidate_tpot_ms * e.acceptance_length / e.baseline_tpot_ms, k)
+    needed = e.candidate_tpot_ms * e.acceptance_length / e.baseline_tpot_ms
+    return min(1.0, max(0.0, (needed - 1) / k))
 
 
 def _fmt(x: float | None, d: int = 2) -> str:
