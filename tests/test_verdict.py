@@ -91,6 +91,12 @@ CASES = [
      "SLO kind", Status.PASS, Decision.ENABLE, "enable"),
     ({"primary_slo": "ttft", "loads": (load(1, 1.6, ttft_change=est(1.3), **ARMS),)},
      "SLO kind", Status.FAIL, Decision.DISABLE, "TTFT is the primary SLO"),
+    # the primary SLO picks the deciding measure: E2E slower though TPOT is faster → off; throughput higher → on
+    ({"primary_slo": "e2e", "loads": (load(1, 1.6, e2e_speedup=est(0.9), **ARMS),)},
+     "measured speedup", Status.FAIL, Decision.DISABLE, "P50 E2E 0.90×"),
+    ({"primary_slo": "throughput", "loads": (load(1, 1.6, throughput_ratio=1.3, **ARMS),
+                                             load(8, 1.2, throughput_ratio=1.01, **ARMS))},
+     "measured speedup", Status.PASS, Decision.ENABLE_WITH_LIMIT, "output throughput 1.01×"),
     # memory over 70 % with no squeeze measured: a risk to state, not a veto
     ({"target_share": 0.71}, "memory headroom", Status.WARN, Decision.ENABLE, "enable"),
     ({"draft_share": 0.16}, "memory headroom", Status.WARN, Decision.ENABLE, "enable"),
@@ -171,13 +177,13 @@ def test_divergence_needs_the_control_to_diagnose() -> None:
 
 def test_speedup_decides_when_rules_pass() -> None:
     slower = decide(with_(loads=(load(1, 0.8), load(8, 0.6))))
-    assert slower.decision is Decision.DISABLE and rule(slower, "TPOT speedup").status is Status.FAIL
+    assert slower.decision is Decision.DISABLE and rule(slower, "measured speedup").status is Status.FAIL
     limited = decide(with_(loads=(load(1, 1.5, batch=1), load(4, 1.2, batch=4), load(16, 0.7, batch=16)),
                            max_batch=64))
     assert limited.decision is Decision.ENABLE_WITH_LIMIT
     assert limited.limit is not None and limited.limit.batch == 4 and limited.limit.load == 4
     assert "[[1, 4, 4], [5, 64, 0]]" in limited.limit.vllm_setting
-    assert 4 < rule(limited, "TPOT speedup").values["crossover"] < 16  # type: ignore[operator]
+    assert 4 < rule(limited, "measured speedup").values["crossover"] < 16  # type: ignore[operator]
 
 
 def test_noise_is_inconclusive_with_the_requests_that_would_decide() -> None:
@@ -210,4 +216,4 @@ def test_a_speedup_inside_the_restart_noise_is_not_a_win() -> None:
     quiet = decide(with_(loads=(load(1, 1.08, **ARMS),)))
     noisy = decide(with_(loads=(load(1, 1.08, noise=0.05, **ARMS),)))
     assert quiet.decision is Decision.ENABLE
-    assert noisy.decision is Decision.INCONCLUSIVE and "noise floor 5 %" in rule(noisy, "TPOT speedup").reason
+    assert noisy.decision is Decision.INCONCLUSIVE and "noise floor 5 %" in rule(noisy, "measured speedup").reason

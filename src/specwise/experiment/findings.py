@@ -101,7 +101,7 @@ def load_evidence(c: LoadComparison) -> LoadEvidence:
         baseline_arm=arm(base), candidate_arm=arm(cand),
         buckets=tuple(BucketEvidence(temperature=b.temperature, tpot_speedup=b.tpot_p50_speedup, requests=b.requests,
                                      tpot_p99_speedup=b.tpot_p99_speedup) for b in c.buckets),
-        ttft_change=c.ttft_p50_change,
+        ttft_change=c.ttft_p50_change, e2e_speedup=c.e2e_p50_speedup, throughput_ratio=c.throughput_ratio,
         baseline_tpot_ms=base.tpot_p50.value if base.tpot_p50 else None,
         candidate_tpot_ms=cand.tpot_p50.value if cand.tpot_p50 else None,
         acceptance_length=cand.server.mean_acceptance_length if cand.server else None, noise=c.baseline_noise)

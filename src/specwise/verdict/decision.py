@@ -37,7 +37,7 @@ def speed_rule(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutco
     won = won_prefix([o.outcome for o in outcomes])
     status = (Status.PASS if outcomes and won else Status.FAIL if outcomes and outcomes[0].outcome is Outcome.LOSS
               else Status.UNKNOWN)
-    rule = Rule(name="TPOT speedup", status=status, reason=f"by {ev.load_unit}: {shown or 'no data'}")
+    rule = Rule(name="measured speedup", status=status, reason=f"by {ev.load_unit}: {shown or 'no data'}")
     if 0 < won < len(outcomes):
         rule.reason += f"; wins up to {ev.load_unit} {outcomes[won - 1].load:g}"
     cross = crossover(loads)

@@ -30,7 +30,8 @@ class LoadOutcome:
 
 
 def fmt_estimate(s: Estimate, digits: int = 2) -> str:
-    ci = f" [{s.low:.{digits}f}–{s.high:.{digits}f}]" if s.low is not None and s.high is not None else ""
+    ci = (f" [{s.low:.{digits}f}–{s.high:.{digits}f}]" if s.low is not None and s.high is not None
+          and s.low != s.high else "")
     return f"{s.value:.{digits}f}×{ci}"
 
 
@@ -93,20 +94,33 @@ def batch_caps(e: LoadEvidence, ev: Evidence) -> list[str]:
     return caps
 
 
+def deciding_speedup(e: LoadEvidence, ev: Evidence) -> tuple[str, Estimate | None]:
+    """What the user's primary SLO makes the measure of speed: P50 TPOT (also under a TTFT SLO, which caps
+    instead), P50 end-to-end latency, or output throughput (one figure per cell: no interval, so it must
+    clear the noise floor by its value)."""
+    if ev.primary_slo == "e2e" and e.e2e_speedup is not None:
+        return "P50 E2E", e.e2e_speedup
+    if ev.primary_slo == "throughput" and e.throughput_ratio is not None:
+        r = e.throughput_ratio
+        return "output throughput", Estimate(value=r, low=r, high=r)
+    return "P50 TPOT", e.tpot_speedup
+
+
 def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
-    """The measured outcome at one load: the P50 TPOT speedup decides, capped by a P99 regression and the
-    batch's caps."""
+    """The measured outcome at one load: the primary SLO's speedup decides, capped by a P99 TPOT regression
+    and the batch's caps."""
     caps = []
     if p99_regresses(e):
         assert e.tpot_p99_speedup is not None
         caps.append(f"P99 TPOT {1 / e.tpot_p99_speedup.value:.2f}× the baseline's")
     caps += batch_caps(e, ev)
-    speed = f"P50 TPOT {fmt_estimate(e.tpot_speedup)}"
+    name, deciding = deciding_speedup(e, ev)
+    speed = f"{name} {fmt_estimate(deciding)}" if deciding else f"{name} not measured"
     if caps:
         return LoadOutcome(e.load, Outcome.LOSS, f"{speed} but " + "; ".join(caps))
     if e.noise:
         speed += f", noise floor {100 * max(SPEEDUP_NOISE, e.noise):.0f} %"
-    return LoadOutcome(e.load, speed_outcome(e.tpot_speedup, e.noise), speed)
+    return LoadOutcome(e.load, speed_outcome(deciding, e.noise), speed)
 
 
 def won_prefix(outcomes: Sequence[Outcome]) -> int:
