@@ -231,6 +231,6 @@ def quick_config() -> ExperimentConfig:
         "workloads": [{"name": "structured-t0", "dataset": "structured", "temperatures": "0"},
                       {"name": "mixed", "dataset": "mixed", "temperatures": "0:1,0.5:1,1.0:1"}],
         "loads": {"concurrency": [1, 8]},
-        "requests": 24, "warmup": 2, "max_tokens": 48, "repetitions": 1,
+        "requests": 16, "warmup": 2, "max_tokens": 48, "repetitions": 2,
         "slo": {"p99_tpot_ms": 200},
     })
