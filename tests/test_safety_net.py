@@ -507,3 +507,27 @@ def test_repetitions_are_clusters_of_the_speedup_bootstrap():
     assert clustered_ratio([[1.0] * 10], [[2.0] * 10], 50) == ratio([1.0] * 10, [2.0] * 10, 50)
     assert spread_between([[10.0] * 5, [12.0] * 5]) == pytest.approx(1 / 11)   # pooled P50 11: 10 and 12 are 1/11 off
     assert spread_between([[10.0] * 5]) is None
+
+
+def test_repetitions_widen_the_interval_by_their_spread():
+    """Two repetitions per arm whose P50 TPOTs stray 10 % (baseline 10 and 12 ms: pooled P50 11, each 1/11
+    off) and not at all (candidate 5 ms): the interval is stretched by √((1/11)² + 0²) = 9.1 %."""
+    from specwise.analysis import CellRuns, compare, widened
+    from specwise.analysis.stats import Estimate as E
+
+    assert widened(E(value=2.0, low=1.8, high=2.2), 0.1) == E(value=2.0, low=1.8 * 0.9, high=2.2 * 1.1)
+    assert widened(E(value=2.0, low=1.8, high=2.2), None) == E(value=2.0, low=1.8, high=2.2)
+
+    def arm(*tpots_ms: float) -> tuple:
+        return tuple(Run(directory=Path("."), manifest=Manifest(specwise_version="t", started_at="t", url="u",
+                                                                api="completions", model="m", seed=0,
+                                                                config={"max_tokens": 3}, hardware={}),
+                         requests=[RequestRecord(index=i, prompt_id=str(i), temperature=0.0, scheduled_s=0, sent_s=0,
+                                                 end_s=1, chunk_s=[0.01, 0.01 + t / 1e3, 0.01 + 2 * t / 1e3],
+                                                 chunk_tokens=[1, 1, 1])
+                                   for i in range(20)], samples=[]) for t in tpots_ms)
+
+    cmp = compare(CellRuns("b", "w", 1, arm(10.0, 12.0)), CellRuns("c", "w", 1, arm(5.0, 5.0)))
+    assert cmp.run_to_run == pytest.approx(1 / 11)
+    one = compare(CellRuns("b", "w", 1, arm(10.0)), CellRuns("c", "w", 1, arm(5.0)))
+    assert one.run_to_run is None

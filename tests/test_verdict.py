@@ -211,9 +211,7 @@ def test_candidates_acceptance_drop() -> None:
     assert acceptance_drop("a", None, "b", 0.7).status is Status.UNKNOWN
 
 
-def test_a_speedup_inside_the_restart_noise_is_not_a_win() -> None:
-    """CI [1.03–1.13]: a win over the 2 % floor; not when the baseline's repetitions stray 5 % from each other."""
-    quiet = decide(with_(loads=(load(1, 1.08, **ARMS),)))
-    noisy = decide(with_(loads=(load(1, 1.08, noise=0.05, **ARMS),)))
-    assert quiet.decision is Decision.ENABLE
-    assert noisy.decision is Decision.INCONCLUSIVE and "noise floor 5 %" in rule(noisy, "measured speedup").reason
+def test_a_speedup_inside_the_noise_floor_is_not_a_win() -> None:
+    """CI [1.03–1.13] clears the 2 % floor; [1.01–1.11] does not."""
+    assert decide(with_(loads=(load(1, 1.08, **ARMS),))).decision is Decision.ENABLE
+    assert decide(with_(loads=(load(1, 1.06, **ARMS),))).decision is Decision.INCONCLUSIVE

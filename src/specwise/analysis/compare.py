@@ -7,6 +7,7 @@ ratio; the TTFT change (candidate / baseline); the server's view of each arm.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from specwise.analysis.server import ServerWindow, server_window
-from specwise.analysis.stats import Estimate, bootstrap_percentiles, clustered_ratio, ratio, spread_between
+from specwise.analysis.stats import (Estimate, bootstrap_percentiles, clustered_ratio, ratio, spread_between,
+                                     widened)
 from specwise.analysis.summary import measured, scrapes, span_s
 from specwise.metrics import KV_USAGE
 from specwise.results import RequestRecord, Run
@@ -94,8 +96,9 @@ class LoadComparison(BaseModel):
     throughput_ratio: float | None = None
     ttft_p50_change: Estimate | None = Field(None, description="candidate / baseline P50 TTFT")
     buckets: list[BucketComparison] = Field(default_factory=list)
-    baseline_noise: float | None = Field(None, description="how far the baseline's repetitions' P50 TPOTs stray "
-                                         "from their pooled P50 (restart-to-restart noise); None: one repetition")
+    run_to_run: float | None = Field(None, description="the repetitions' spread of P50 TPOT, both arms combined "
+                                     "(√(baseline² + candidate²), relative), by which the speedup intervals are "
+                                     "widened; None: one repetition")
 
 
 def latencies_ms(records: Sequence[RequestRecord], metric: LatencyMetric) -> list[float]:
@@ -160,17 +163,26 @@ def repetitions(cell: CellRuns, metric: LatencyMetric) -> list[list[float]]:
     return [latencies_ms([r for r in measured(run) if r.ok], metric) for run in cell.runs]
 
 
+def run_to_run(baseline: list[list[float]], candidate: list[list[float]]) -> float | None:
+    """How far repetitions stray from each other, both arms combined; None with one repetition."""
+    spreads = [s for s in (spread_between(baseline), spread_between(candidate)) if s is not None]
+    return math.sqrt(sum(s * s for s in spreads)) if spreads else None
+
+
 def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadComparison:
-    """Speedups with intervals that resample repetitions as well as requests (`clustered_ratio`)."""
+    """Speedups with intervals that resample repetitions as well as requests (`clustered_ratio`), widened
+    by the repetitions' own spread (`widened`)."""
     b, c = baseline.ok, candidate.ok
     b_tpot, c_tpot = repetitions(baseline, "tpot"), repetitions(candidate, "tpot")
     b_pt, c_pt = point(baseline, seed), point(candidate, seed)
+    spread = run_to_run(b_tpot, c_tpot)
     return LoadComparison(
         load=candidate.load, baseline=b_pt, candidate=c_pt,
-        tpot_p50_speedup=clustered_ratio(b_tpot, c_tpot, 50, seed),
-        tpot_p99_speedup=clustered_ratio(b_tpot, c_tpot, 99, seed),
-        e2e_p50_speedup=clustered_ratio(repetitions(baseline, "e2e"), repetitions(candidate, "e2e"), 50, seed),
-        baseline_noise=spread_between(b_tpot),
+        tpot_p50_speedup=widened(clustered_ratio(b_tpot, c_tpot, 50, seed), spread),
+        tpot_p99_speedup=widened(clustered_ratio(b_tpot, c_tpot, 99, seed), spread),
+        e2e_p50_speedup=widened(clustered_ratio(repetitions(baseline, "e2e"), repetitions(candidate, "e2e"), 50,
+                                                seed), spread),
+        run_to_run=spread,
         throughput_ratio=c_pt.output_tok_s / b_pt.output_tok_s if b_pt.output_tok_s else None,
         ttft_p50_change=ratio(latencies_ms(c, "ttft"), latencies_ms(b, "ttft"), 50, seed),
         buckets=by_temperature(b, c, seed))

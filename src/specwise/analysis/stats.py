@@ -100,3 +100,11 @@ def spread_between(clusters: Sequence[Sequence[float]], q: float = 50) -> float 
         return None
     pooled = percentile(np.concatenate(used), q)
     return max(abs(percentile(c, q) / pooled - 1) for c in used)
+
+
+def widened(estimate: Estimate | None, spread: float | None) -> Estimate | None:
+    """The interval stretched by a relative run-to-run spread the resampling cannot see (with two or three
+    repetitions a cluster bootstrap barely knows how far runs stray): [low·(1 − s), high·(1 + s)]."""
+    if estimate is None or not spread or estimate.low is None or estimate.high is None:
+        return estimate
+    return Estimate(value=estimate.value, low=estimate.low * (1 - spread), high=estimate.high * (1 + spread))

@@ -104,7 +104,7 @@ def load_evidence(c: LoadComparison) -> LoadEvidence:
         ttft_change=c.ttft_p50_change, e2e_speedup=c.e2e_p50_speedup, throughput_ratio=c.throughput_ratio,
         baseline_tpot_ms=base.tpot_p50.value if base.tpot_p50 else None,
         candidate_tpot_ms=cand.tpot_p50.value if cand.tpot_p50 else None,
-        acceptance_length=cand.server.mean_acceptance_length if cand.server else None, noise=c.baseline_noise)
+        acceptance_length=cand.server.mean_acceptance_length if cand.server else None)
 
 
 def finding(config: ExperimentConfig, cells: Cells, launched: dict[str, LaunchedServer], workload: Workload,

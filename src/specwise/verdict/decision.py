@@ -59,7 +59,7 @@ def bucket_outcomes(ev: Evidence, loads: list[LoadEvidence]) -> dict[float, list
             if bucket is None or batch_caps(e, ev) or p99_regresses(bucket):
                 out[t].append(Outcome.LOSS if bucket is not None else Outcome.UNDECIDED)
             else:
-                out[t].append(speed_outcome(bucket.tpot_speedup, e.noise))
+                out[t].append(speed_outcome(bucket.tpot_speedup))
     return out
 
 

@@ -119,7 +119,6 @@ class LoadEvidence:
     baseline_tpot_ms: float | None = None  # P50s, for the break-even acceptance of this configuration
     candidate_tpot_ms: float | None = None
     acceptance_length: float | None = None  # the candidate's tokens per step here (server counters)
-    noise: float | None = None             # the baseline's restart-to-restart spread of P50 TPOT (relative)
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,12 @@ def fmt_estimate(s: Estimate, digits: int = 2) -> str:
     return f"{s.value:.{digits}f}×{ci}"
 
 
-def speed_outcome(s: Estimate | None, noise: float | None = None) -> Outcome:
-    """A speedup (baseline / candidate) wins when its CI clears the noise floor — SPEEDUP_NOISE, or the
-    baseline's measured restart-to-restart spread when larger — and loses when it lies below 1."""
+def speed_outcome(s: Estimate | None) -> Outcome:
+    """A speedup (baseline / candidate) wins when its CI clears the noise floor (SPEEDUP_NOISE; with
+    repetitions the CI itself carries their spread) and loses when it lies below 1."""
     if s is None or s.low is None or s.high is None:
         return Outcome.UNDECIDED
-    if s.low > 1 + max(SPEEDUP_NOISE, noise or 0.0):
+    if s.low > 1 + SPEEDUP_NOISE:
         return Outcome.WIN
     if s.high < 1:
         return Outcome.LOSS
@@ -118,9 +118,7 @@ def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
     speed = f"{name} {fmt_estimate(deciding)}" if deciding else f"{name} not measured"
     if caps:
         return LoadOutcome(e.load, Outcome.LOSS, f"{speed} but " + "; ".join(caps))
-    if e.noise:
-        speed += f", noise floor {100 * max(SPEEDUP_NOISE, e.noise):.0f} %"
-    return LoadOutcome(e.load, speed_outcome(deciding, e.noise), speed)
+    return LoadOutcome(e.load, speed_outcome(deciding), speed)
 
 
 def won_prefix(outcomes: Sequence[Outcome]) -> int:
