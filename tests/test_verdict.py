@@ -111,6 +111,9 @@ CASES = [
     ({"loads": (load(1, 1.6, **ARMS), load(8, 1.2, candidate={"p99_tpot": 120.0}, baseline={"p99_tpot": 90.0},
                                            **ARMS))},
      "SLOs", Status.FAIL, Decision.ENABLE_WITH_LIMIT, "up to concurrency 1"),
+    # goodput under the SLOs: fewer of the candidate's requests within them at the top load caps the limit
+    ({"loads": (load(1, 1.6, goodput=(0.95, 0.97), **ARMS), load(8, 1.2, goodput=(0.90, 0.70), **ARMS))},
+     "measured speedup", Status.PASS, Decision.ENABLE_WITH_LIMIT, "fewer requests within the SLOs (70% vs"),
     # outputs that diverge beyond the engine's own floor: off, whatever the speed
     ({"equivalence": Equivalence(compared=40, identical=20, median_first_divergence=7, floor_compared=20,
                                  floor_identical=20)},

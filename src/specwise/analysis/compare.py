@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from specwise.analysis.server import ServerWindow, server_window
 from specwise.analysis.stats import (Estimate, bootstrap_percentiles, clustered_ratio, ratio, spread_between,
                                      widened)
-from specwise.analysis.summary import measured, scrapes, span_s
+from specwise.analysis.summary import measured, meets, scrapes, span_s
 from specwise.metrics import KV_USAGE
 from specwise.results import RequestRecord, Run
 
@@ -59,6 +59,8 @@ class Point(BaseModel):
     output_tok_s: float = 0.0
     errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
     short: int = Field(0, description="successful requests that returned fewer tokens than asked")
+    goodput: float | None = Field(None, description="share of the measured requests that met every SLO of their run "
+                                  "(None: no SLO given)")
     complete: bool = True
     server: ServerWindow | None = None
     kv_usage: list[tuple[float, float]] = Field(default_factory=list, description="(s since the cell's start, 0–1)")
@@ -145,6 +147,13 @@ def short_outputs(runs: Sequence[Run]) -> int:
     return count
 
 
+def goodput(runs: Sequence[Run]) -> float | None:
+    """The share of measured requests that met every SLO their run was given (failed ones do not)."""
+    judged = [meets(r, run.manifest.config["slo_ms"]) for run in runs if run.manifest.config.get("slo_ms")
+              for r in measured(run)]
+    return sum(judged) / len(judged) if judged else None
+
+
 def point(cell: CellRuns, seed: int = 0) -> Point:
     ok = cell.ok
     est: dict[tuple[str, str], Estimate | None] = {}
@@ -155,6 +164,7 @@ def point(cell: CellRuns, seed: int = 0) -> Point:
                  **{f"{metric}_{q}": value for (metric, q), value in est.items()},
                  output_tok_s=_throughput(cell.runs), errors=dict(Counter(r.error for r in cell.records if r.error)),
                  short=short_outputs(cell.runs), complete=all(run.manifest.complete for run in cell.runs),
+                 goodput=goodput(cell.runs),
                  server=server_view([cell]), kv_usage=_kv_series(cell.runs))
 
 

@@ -102,6 +102,7 @@ def load_evidence(c: LoadComparison) -> LoadEvidence:
         buckets=tuple(BucketEvidence(temperature=b.temperature, tpot_speedup=b.tpot_p50_speedup, requests=b.requests,
                                      tpot_p99_speedup=b.tpot_p99_speedup) for b in c.buckets),
         ttft_change=c.ttft_p50_change, e2e_speedup=c.e2e_p50_speedup, throughput_ratio=c.throughput_ratio,
+        goodput=(base.goodput, cand.goodput) if base.goodput is not None and cand.goodput is not None else None,
         baseline_tpot_ms=base.tpot_p50.value if base.tpot_p50 else None,
         candidate_tpot_ms=cand.tpot_p50.value if cand.tpot_p50 else None,
         acceptance_length=cand.server.mean_acceptance_length if cand.server else None)

@@ -38,6 +38,10 @@ def answer(f: Finding) -> str:
     return line
 
 
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{x:.0%}"
+
+
 def _agreement(r: Rule) -> str:
     return "agrees" if r.agrees else "**disagrees**" if r.agrees is False else ""
 
@@ -51,14 +55,15 @@ def markdown(findings: Findings) -> str:
                   v.headline, ""]
         lines += [f"Condition: {c}" for c in v.conditions] + ([""] if v.conditions else [])
         lines += [f"| {f.load_unit} | TPOT P50 speedup | TPOT P99 speedup | E2E P50 speedup | throughput ratio "
-                  "| TTFT P50 change | baseline / candidate TPOT P50 ms | errors | short outputs |",
-                  "|---:|---|---|---|---:|---|---:|---:|---:|"]
+                  "| TTFT P50 change | baseline / candidate TPOT P50 ms | errors | short outputs | within SLOs |",
+                  "|---:|---|---|---|---:|---|---:|---:|---:|---:|"]
         for c in f.loads:
             lines.append(f"| {c.load:g} | {num(c.tpot_p50_speedup)} | {num(c.tpot_p99_speedup)} | "
                          f"{num(c.e2e_p50_speedup)} | {num(c.throughput_ratio)} | {num(c.ttft_p50_change)} | "
                          f"{num(c.baseline.tpot_p50, 1)} / {num(c.candidate.tpot_p50, 1)} | "
                          f"{c.baseline.requests - c.baseline.ok} / {c.candidate.requests - c.candidate.ok} | "
-                         f"{c.baseline.short} / {c.candidate.short} |")
+                         f"{c.baseline.short} / {c.candidate.short} | {_share(c.baseline.goodput)} / "
+                         f"{_share(c.candidate.goodput)} |")
         buckets = [(c.load, b) for c in f.loads for b in c.buckets]
         if len({b.temperature for _, b in buckets}) > 1:
             lines += ["", "TPOT P50 speedup by temperature (same prompts in both arms): "

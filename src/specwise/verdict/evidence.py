@@ -116,6 +116,7 @@ class LoadEvidence:
     ttft_change: Estimate | None = None    # candidate / baseline P50 TTFT (> 1: slower first token)
     e2e_speedup: Estimate | None = None    # of P50 end-to-end latency
     throughput_ratio: float | None = None  # candidate / baseline output tokens per second
+    goodput: tuple[float, float] | None = None  # (baseline, candidate) share of requests within every SLO
     baseline_tpot_ms: float | None = None  # P50s, for the break-even acceptance of this configuration
     candidate_tpot_ms: float | None = None
     acceptance_length: float | None = None  # the candidate's tokens per step here (server counters)

@@ -86,6 +86,8 @@ def batch_caps(e: LoadEvidence, ev: Evidence) -> list[str]:
     """What the user would not accept at this load whatever the traffic class: a broken SLO, a squeezed KV
     cache, a slower first token under a TTFT SLO."""
     caps = [f"breaks {b}" for b in broken_slos(e, ev.slo_ms)]
+    if e.goodput is not None and e.goodput[0] - e.goodput[1] > ERROR_TOLERANCE:
+        caps.append(f"fewer requests within the SLOs ({e.goodput[1]:.0%} vs the baseline's {e.goodput[0]:.0%})")
     if squeezed(e):
         caps.append(f"KV cache squeezed (peak {100 * (e.kv_usage_max or 0):.0f} %, {e.preemptions or 0:g} preemptions "
                     f"vs {e.baseline_preemptions or 0:g})")
