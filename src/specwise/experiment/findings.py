@@ -138,7 +138,7 @@ def finding(config: ExperimentConfig, cells: Cells, launched: dict[str, Launched
         draft_share=memory.draft_share if memory else None, control=control, k=cand.spec_k,
         max_batch=info.max_num_seqs if info else cand.max_num_seqs, production_temperatures=workload.production_mix,
         equivalence=equivalence([r for cell in base_cells for r in cell.records], records),
-        method=cand.launch.mode if cand.launch else None, exact_by_design=cand.exact_by_design)
+        exact_by_design=cand.exact_by_design)
     return Finding(candidate=cand.name, workload=workload.name, temperatures=workload.temperatures, load_unit=unit,
                    loads=comparisons, server_acceptance=window, buckets=bks, histogram=histogram(records),
                    control=control_result, memory=memory, equivalence=evidence.equivalence,

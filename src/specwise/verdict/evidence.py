@@ -150,5 +150,4 @@ class Evidence:
     max_batch: int = 256                       # the server's max_num_seqs, for the limit's schedule
     production_temperatures: Sequence[tuple[float, float]] = ()     # the declared production mix, if any
     equivalence: Equivalence | None = None
-    method: str | None = None                  # "draft", "ngram", … (wording only)
     exact_by_design: bool = True               # False: the configuration gives up exact outputs (typical acceptance)

@@ -33,12 +33,6 @@ def needs_control(mix: Sequence[tuple[float, float]]) -> bool:
     return not is_homogeneous(mix)
 
 
-def wins(e: LoadEvidence) -> bool | None:
-    """True: the candidate's P50 TPOT is faster (CI above the noise floor); False: slower; None: undecided."""
-    outcome = speed_outcome(e.tpot_speedup)
-    return None if outcome is Outcome.UNDECIDED else outcome is Outcome.WIN
-
-
 def requests_to_decide(e: LoadEvidence) -> int | None:
     """Requests per arm that would shrink the CI to exclude 1 (the half-width falls as 1/√n)."""
     s = e.tpot_speedup
