@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from specwise.analysis.acceptance import by_temperature
 from specwise.analysis.server import ServerWindow, server_window
 from specwise.analysis.stats import (Estimate, bootstrap_percentiles, clustered_ratio, ratio, spread_between,
                                      widened)
@@ -195,16 +196,16 @@ def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadCompa
         run_to_run=spread,
         throughput_ratio=c_pt.output_tok_s / b_pt.output_tok_s if b_pt.output_tok_s else None,
         ttft_p50_change=ratio(latencies_ms(c, "ttft"), latencies_ms(b, "ttft"), 50, seed),
-        buckets=by_temperature(b, c, seed))
+        buckets=bucket_speedups(b, c, seed))
 
 
-def by_temperature(baseline: Sequence[RequestRecord], candidate: Sequence[RequestRecord],
-                   seed: int = 0) -> list[BucketComparison]:
-    """The P50 TPOT speedup per temperature: which traffic speculation helps and which it hurts."""
+def bucket_speedups(baseline: Sequence[RequestRecord], candidate: Sequence[RequestRecord],
+                    seed: int = 0) -> list[BucketComparison]:
+    """The P50 and P99 TPOT speedups per temperature: which traffic speculation helps and which it hurts."""
+    b_groups, c_groups = by_temperature(baseline), by_temperature(candidate)
     out = []
-    for t in sorted({r.temperature for r in baseline} & {r.temperature for r in candidate}):
-        b = latencies_ms([r for r in baseline if r.temperature == t], "tpot")
-        c = latencies_ms([r for r in candidate if r.temperature == t], "tpot")
+    for t in sorted(b_groups.keys() & c_groups.keys()):
+        b, c = latencies_ms(b_groups[t], "tpot"), latencies_ms(c_groups[t], "tpot")
         out.append(BucketComparison(temperature=t, requests=min(len(b), len(c)), tpot_p50_speedup=ratio(b, c, 50, seed),
                                     tpot_p99_speedup=ratio(b, c, 99, seed)))
     return out
