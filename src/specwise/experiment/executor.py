@@ -131,7 +131,7 @@ class CellRunner:
             self.events.cell_start(label, config.requests + config.warmup)
             try:
                 execute_bench(bench, directory, api_key=_read_key(server),
-                          on_record=lambda r: self.events.request_done(r.ok))
+                              on_record=lambda r: self.events.request_done(r.ok))
             except SpecwiseError as exc:  # e.g. an unreachable URL: name the server, not a bench flag
                 raise SpecwiseError(f"servers.{server.name}", exc.problem, exc.fix) from None
             self.events.cell_end(label)

@@ -31,16 +31,14 @@ def limit_setting(batch: int, k: int | None, max_batch: int) -> str:
             f"(vLLM ≥ {K_PER_BATCH_SIZE_SINCE})")
 
 
-def speed_rule(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> Rule:
-    """The measured outcome, load by load."""
+def speed_rule(ev: Evidence, outcomes: list[LoadOutcome], won: int, cross: float | None) -> Rule:
+    """The measured outcome, load by load (`won`: the loads won from the lowest up; `cross`: the crossover)."""
     shown = "; ".join(f"{o.load:g}: {o.why} → {o.outcome.value}" for o in outcomes)
-    won = won_prefix([o.outcome for o in outcomes])
     status = (Status.PASS if outcomes and won else Status.FAIL if outcomes and outcomes[0].outcome is Outcome.LOSS
               else Status.UNKNOWN)
     rule = Rule(name="measured speedup", status=status, reason=f"by {ev.load_unit}: {shown or 'no data'}")
     if 0 < won < len(outcomes):
         rule.reason += f"; wins up to {ev.load_unit} {outcomes[won - 1].load:g}"
-    cross = crossover(loads)
     if cross is not None:
         rule.values = {"crossover": cross}
         rule.reason += f" (crossover ≈ {cross:.3g})"
@@ -51,12 +49,13 @@ def bucket_outcomes(ev: Evidence, loads: list[LoadEvidence]) -> dict[float, list
     """Per temperature, load by load: its own P50 and P99 TPOT speedups decide (the tail of a mixed batch
     belongs to its slow class), under the caps that hold for the whole batch."""
     temps = sorted({b.temperature for e in loads for b in e.buckets})
+    capped = [bool(batch_caps(e, ev)) for e in loads]
     out: dict[float, list[Outcome]] = {}
     for t in temps:
         out[t] = []
-        for e in loads:
+        for e, cap in zip(loads, capped):
             bucket = next((b for b in e.buckets if b.temperature == t), None)
-            if bucket is None or batch_caps(e, ev) or p99_regresses(bucket):
+            if bucket is None or cap or p99_regresses(bucket):
                 out[t].append(Outcome.LOSS if bucket is not None else Outcome.UNDECIDED)
             else:
                 out[t].append(speed_outcome(bucket.tpot_speedup))
@@ -88,9 +87,9 @@ def _limit(ev: Evidence, e: LoadEvidence, temperatures: list[float] | None = Non
                  temperatures=temperatures)
 
 
-def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcome]) -> tuple[Decision, str, dict]:
+def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcome],
+              won: int) -> tuple[Decision, str, dict]:
     """The decision the measurement makes, its headline and the verdict's extra fields."""
-    won = won_prefix([o.outcome for o in outcomes])
     by_temp = bucket_outcomes(ev, loads)
     winning = [t for t, o in by_temp.items() if o and o[0] is Outcome.WIN]
     hurt = [t for t, o in by_temp.items() if o and o[0] is Outcome.LOSS]
@@ -128,12 +127,13 @@ def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcom
 def decide(ev: Evidence) -> Verdict:
     loads = sorted(ev.loads, key=lambda e: e.load)
     outcomes = [load_outcome(e, ev) for e in loads]
+    won, cross = won_prefix([o.outcome for o in outcomes]), crossover(loads)
     validity, invalid = rule_validity(ev)
     outputs = rule_outputs(ev)
     coverage = rule_coverage(ev)
     monitoring = rule_monitoring(ev)
     first = outcomes[0] if outcomes else None
-    rules = [validity, outputs, speed_rule(ev, loads, outcomes), traffic_rule(ev, loads), coverage,
+    rules = [validity, outputs, speed_rule(ev, outcomes, won, cross), traffic_rule(ev, loads), coverage,
              rule_squeeze(ev), rule_slo(ev), rule_acceptance(ev, first), rule_tail(ev, loads[0] if loads else None),
              rule_temperature(ev, first), rule_divergence(ev), rule_slo_kind(ev), rule_memory(ev), monitoring]
     advice = [r.reason for r in rules if r.role in (Role.RISK, Role.CONDITION) and r.status not in (Status.PASS,
@@ -144,7 +144,7 @@ def decide(ev: Evidence) -> Verdict:
         if conditions:
             headline += " — once acceptance alerts are in place"
         return Verdict(decision=decision, headline=headline, rules=rules, advice=advice,  # type: ignore[arg-type]
-                       conditions=conditions, crossover=crossover(loads), **kw)
+                       conditions=conditions, crossover=cross, **kw)
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")
@@ -152,7 +152,7 @@ def decide(ev: Evidence) -> Verdict:
         return verdict(invalid, "the comparison is not valid: " + validity.reason)
     if outputs.status is Status.FAIL:
         return verdict(Decision.DISABLE, "leave speculation off: " + outputs.reason)
-    decision, headline, extra = _measured(ev, loads, outcomes)
+    decision, headline, extra = _measured(ev, loads, outcomes, won)
     if decision.allows and coverage.status is Status.FAIL:
         shown = ", ".join(f"T={t:g}" for t in sorted(untested(ev)))
         return verdict(Decision.INCONCLUSIVE, f"on the tested temperatures: {headline}; untested in production: "
