@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import statistics
 
@@ -32,7 +33,15 @@ def test_request_plan_is_reproducible_and_follows_the_mix():
     other = list(itertools.islice(request_plan(prompts, mix, seed=8, warmup=3), 2000))
     assert first == again and first != other
     assert [p.warmup for p in first[:4]] == [True, True, True, False]
-    assert sum(p.temperature == 0 for p in first) / len(first) == pytest.approx(0.7, abs=0.03)
+    # Stratified: every prefix holds each temperature within one request of its share (a draw would stray).
+    for n in range(1, len(first) + 1):
+        assert abs(sum(p.temperature == 0 for p in first[:n]) - 0.7 * n) < 1
+    thirds = list(itertools.islice(request_plan(prompts, parse_temperature_mix("0:1,0.5:1,1:1"), seed=3), 16))
+    assert sorted(collections.Counter(p.temperature for p in thirds).values()) == [5, 5, 6]
+    # ...but not a fixed cycle: ties are drawn, so the order differs by seed.
+    assert [p.temperature for p in thirds] != [p.temperature for p in
+                                              itertools.islice(request_plan(prompts, parse_temperature_mix(
+                                                  "0:1,0.5:1,1:1"), seed=4), 16)]
     # Every prompt is used once per pass over the set.
     assert {p.prompt.id for p in first[:len(prompts)]} == {p.id for p in prompts}
 

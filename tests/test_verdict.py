@@ -83,6 +83,18 @@ CASES = [
     ({"temperatures": ((0.0, 0.5), (1.0, 0.5)),
       "loads": (load(1, 1.3, buckets=buckets(t0=2.0, t1=0.7), **ARMS),)},
      "speedup by temperature", Status.FAIL, Decision.ENABLE_WITH_LIMIT, "T = 0 traffic only"),
+    # a proven class inside a mix that is not proven as a whole, the other class undecided: that class only
+    ({"temperatures": ((0.0, 0.5), (1.0, 0.5)),
+      "loads": (load(1, 1.05, buckets=buckets(t0=1.6, t1=0.95), **ARMS),)},
+     "speedup by temperature", Status.PASS, Decision.ENABLE_WITH_LIMIT, "T = 1 not proven faster"),
+    # above a proven win, a load estimated faster whose CI rules out being >10 % slower stays on ("probably")…
+    ({"loads": (load(1, 2.6, **ARMS), LoadEvidence(load=8, tpot_speedup=Estimate(value=1.30, low=0.94, high=1.57),
+                                                   requests=64, **ARMS))},
+     "measured speedup", Status.PASS, Decision.ENABLE, "at 8 probably (P50 TPOT 1.30× [0.94–1.57]"),
+    # …one that could be materially slower does not
+    ({"loads": (load(1, 2.6, **ARMS), LoadEvidence(load=8, tpot_speedup=Estimate(value=1.10, low=0.85, high=1.35),
+                                                   requests=64, **ARMS))},
+     "measured speedup", Status.PASS, Decision.ENABLE_WITH_LIMIT, "at 8 it is not proven faster"),
     # low P10 acceptance in a bucket whose requests are measured faster: the tail rule disagrees
     ({"bucket_p10": {0.0: 0.47}, "loads": (load(1, 2.0, buckets=buckets(t0=2.0), **ARMS),)},
      "per-request acceptance tail", Status.FAIL, Decision.ENABLE, "enable"),

@@ -41,6 +41,11 @@ TOO_WEAK_ABOVE = 25.0
 # The measurement's own tolerances (not the guide's): what counts as a win, a regression, invalid data.
 # A speedup whose confidence interval does not clear 1 + SPEEDUP_NOISE is not a win: inside the noise.
 SPEEDUP_NOISE = 0.02
+# Above a load where the candidate is proven faster, where to switch speculation off is an estimate of the
+# crossover: a higher load stays on while its speedup estimate clears the noise floor and its interval rules
+# out being more than (1 − NON_INFERIORITY) slower. Proof is asked of "speculation helps here at all", not of
+# every load above it, where borderline intervals would flip the limit from one run to the next.
+NON_INFERIORITY = 0.90
 # The arms are not comparable when the candidate's error rate (or share of short outputs) exceeds the
 # baseline's by more than this.
 ERROR_TOLERANCE = 0.02

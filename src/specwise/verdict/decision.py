@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from specwise.check import Status
 from specwise.plan.command import K_PER_BATCH_SIZE_SINCE
+from specwise.thresholds import NON_INFERIORITY
 from specwise.verdict.evidence import Decision, Evidence, Limit, LoadEvidence, Role, Rule, Verdict
 from specwise.verdict.outcome import (LoadOutcome, Outcome, batch_caps, fmt_estimate, load_outcome, p99_regresses,
                                       rule_coverage, rule_outputs, rule_validity, speed_outcome, untested, won_prefix)
@@ -94,17 +95,27 @@ def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcom
     winning = [t for t, o in by_temp.items() if o and o[0] is Outcome.WIN]
     hurt = [t for t, o in by_temp.items() if o and o[0] is Outcome.LOSS]
     unit = ev.load_unit
-    if winning and hurt:
+    # A proven class inside a mix that is not proven as a whole (or that holds a losing class) is the answer
+    # for that class alone: routing only it to speculation is safe whatever the others turn out to be.
+    if winning and len(winning) < len(by_temp) and (hurt or not won):
         upto = min(won_prefix(by_temp[t]) for t in winning)
         limit = _limit(ev, loads[upto - 1], winning)
-        temps, others = ", ".join(f"{t:g}" for t in winning), ", ".join(f"{t:g}" for t in hurt)
+        temps = ", ".join(f"{t:g}" for t in winning)
         scope = "at every measured load" if upto == len(loads) else f"up to {unit} {loads[upto - 1].load:g}"
         undecided = ", ".join(f"{t:g}" for t in by_temp if t not in winning and t not in hurt)
-        return (Decision.ENABLE_WITH_LIMIT, f"enable for T = {temps} traffic only, {scope}; route T = {others} to a "
-                f"deployment without speculation (slower there)"
-                + (f"; T = {undecided} undecided (more requests would tell)" if undecided else ""), {"limit": limit})
+        route = (f"; route T = {', '.join(f'{t:g}' for t in hurt)} to a deployment without speculation (slower "
+                 "there)" if hurt else "")
+        return (Decision.ENABLE_WITH_LIMIT, f"enable for T = {temps} traffic only, {scope}{route}"
+                + (f"; T = {undecided} not proven faster (more requests would tell)" if undecided else ""),
+                {"limit": limit})
+    probable = [o for o in outcomes[:won] if o.outcome is Outcome.PROBABLE]
+    hedge = ("; " + "; ".join(f"at {o.load:g} probably ({o.why}: not proven faster, but not more than "
+                              f"{1 - NON_INFERIORITY:.0%} slower)" for o in probable)) if probable else ""
     if won == len(outcomes):
-        return Decision.ENABLE, f"enable: faster at every measured {unit}", {}
+        if not probable:
+            return Decision.ENABLE, f"enable: faster at every measured {unit}", {}
+        proven = ", ".join(f"{o.load:g}" for o in outcomes if o.outcome is Outcome.WIN)
+        return Decision.ENABLE, f"enable: faster at {unit} {proven}{hedge}", {}
     if won:
         last, first_lost = outcomes[won - 1], outcomes[won]
         limit = _limit(ev, loads[won - 1])
@@ -113,10 +124,11 @@ def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcom
                     "to set the limit by", {})
         beyond = "loses" if first_lost.outcome is Outcome.LOSS else "is not proven faster"
         return (Decision.ENABLE_WITH_LIMIT, f"enable up to {unit} {last.load:g} (batch ≤ {limit.batch}), off above: "
-                f"at {first_lost.load:g} it {beyond} ({first_lost.why})", {"limit": limit})
+                f"at {first_lost.load:g} it {beyond} ({first_lost.why}){hedge}", {"limit": limit})
     if outcomes[0].outcome is Outcome.LOSS:
         return Decision.DISABLE, f"leave speculation off: at {unit} {outcomes[0].load:g}, {outcomes[0].why}", {}
-    need = [n for n in (requests_to_decide(e) for e, o in zip(loads, outcomes) if o.outcome is Outcome.UNDECIDED)
+    need = [n for n in (requests_to_decide(e) for e, o in zip(loads, outcomes)
+                                                   if o.outcome in (Outcome.UNDECIDED, Outcome.PROBABLE))
             if n]
     more = max(need) if need else None
     return (Decision.INCONCLUSIVE, "the TPOT speedup's confidence interval does not clear the noise floor"

@@ -11,13 +11,14 @@ from enum import Enum
 
 from specwise.analysis import Estimate
 from specwise.check import Status
-from specwise.thresholds import (COVERAGE_TOLERANCE, ERROR_TOLERANCE, EQUIVALENCE_TOLERANCE, KV_FULL, P99_WORSE,
-                                 SPEEDUP_NOISE, TTFT_WORSE)
+from specwise.thresholds import (COVERAGE_TOLERANCE, ERROR_TOLERANCE, EQUIVALENCE_TOLERANCE, KV_FULL,
+                                 NON_INFERIORITY, P99_WORSE, SPEEDUP_NOISE, TTFT_WORSE)
 from specwise.verdict.evidence import BucketEvidence, Decision, Evidence, LoadEvidence, Rule
 
 
 class Outcome(str, Enum):
     WIN = "win"
+    PROBABLE = "probable win"     # estimated faster, not proven, not materially slower: extends a proven win
     LOSS = "loss"
     UNDECIDED = "undecided"
 
@@ -37,13 +38,16 @@ def fmt_estimate(s: Estimate, digits: int = 2) -> str:
 
 def speed_outcome(s: Estimate | None) -> Outcome:
     """A speedup (baseline / candidate) wins when its CI clears the noise floor (SPEEDUP_NOISE; with
-    repetitions the CI itself carries their spread) and loses when it lies below 1."""
+    repetitions the CI itself carries their spread), loses when it lies below 1, and is a probable win when
+    the estimate clears the floor and the CI rules out a material loss (NON_INFERIORITY)."""
     if s is None or s.low is None or s.high is None:
         return Outcome.UNDECIDED
     if s.low > 1 + SPEEDUP_NOISE:
         return Outcome.WIN
     if s.high < 1:
         return Outcome.LOSS
+    if s.value > 1 + SPEEDUP_NOISE and s.low >= NON_INFERIORITY:
+        return Outcome.PROBABLE
     return Outcome.UNDECIDED
 
 
@@ -124,9 +128,12 @@ def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
 
 
 def won_prefix(outcomes: Sequence[Outcome]) -> int:
-    """How many loads, from the lowest up, the candidate wins in a row."""
-    won = 0
-    while won < len(outcomes) and outcomes[won] is Outcome.WIN:
+    """How many loads, from the lowest up, the candidate wins in a row: the lowest proven, the loads above it
+    proven or probable (NON_INFERIORITY)."""
+    if not outcomes or outcomes[0] is not Outcome.WIN:
+        return 0
+    won = 1
+    while won < len(outcomes) and outcomes[won] in (Outcome.WIN, Outcome.PROBABLE):
         won += 1
     return won
 

@@ -66,7 +66,7 @@ def _fmt(x: float | None, d: int = 2) -> str:
 
 def _judged(measured: Outcome | None, guide_gain: bool | None) -> bool | None:
     """Does a rule of thumb (predicting a gain or not) agree with the measured outcome at the lowest load?"""
-    if guide_gain is None or measured is None or measured is Outcome.UNDECIDED:
+    if guide_gain is None or measured in (None, Outcome.UNDECIDED, Outcome.PROBABLE):
         return None
     return guide_gain == (measured is Outcome.WIN)
 
@@ -114,7 +114,7 @@ def rule_tail(ev: Evidence, first: LoadEvidence | None) -> Rule:
     shown = ", ".join(f"T={t:g}: {p:.2f}" for t, p in sorted(ev.bucket_p10.items()))
     measured = {b.temperature: speed_outcome(b.tpot_speedup) for b in first.buckets} if first else {}
     hurt = {t for t, o in measured.items() if o is Outcome.LOSS}
-    decided = all(measured.get(t, Outcome.UNDECIDED) is not Outcome.UNDECIDED for t in ev.bucket_p10)
+    decided = all(measured.get(t) in (Outcome.WIN, Outcome.LOSS) for t in ev.bucket_p10)
     agrees = (set(low) == hurt) if measured and decided else None
     if low:
         share = sum(ev.bucket_share.get(t, 0.0) for t in low)

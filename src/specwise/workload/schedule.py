@@ -53,15 +53,26 @@ class LoadShape:
 
 def request_plan(prompts: Sequence[Prompt], mix: Sequence[tuple[float, float]], seed: int,
                  warmup: int = 0) -> Iterator[Planned]:
-    """The run's request sequence: the same seed gives the same prompts, temperatures and sampling seeds."""
+    """The run's request sequence: the same seed gives the same prompts, temperatures and sampling seeds. The
+    temperatures follow the mix by quota (largest deficit first, ties drawn), the prompts a shuffle."""
     rng = random.Random(seed)
-    temps, weights = [t for t, _ in mix], [w for _, w in mix]
+    temps = [t for t, _ in mix]
+    total = sum(w for _, w in mix)
+    shares = [w / total for _, w in mix]
+    counts = [0] * len(temps)
     order = list(range(len(prompts)))
     i = 0
     while True:
         rng.shuffle(order)
         for j in order:
-            yield Planned(i, prompts[j], rng.choices(temps, weights)[0], i < warmup, rng.randrange(2**31))
+            # Stratified, not drawn: every prefix of the sequence holds each temperature within one request of
+            # its share, so repetitions and short cells do not differ by how many requests each class got (a
+            # multinomial draw of 16 requests over three temperatures often gives one of them 2 or 9).
+            deficits = [(i + 1) * share - count for share, count in zip(shares, counts)]
+            top = max(deficits)
+            pick = rng.choice([n for n, d in enumerate(deficits) if d >= top - 1e-9])
+            counts[pick] += 1
+            yield Planned(i, prompts[j], temps[pick], i < warmup, rng.randrange(2**31))
             i += 1
 
 
