@@ -12,7 +12,7 @@ BASE := $(VENV)/.base-$(RECIPE)
 ENGINE := $(VENV)/.engine-$(RECIPE)
 TEST := $(VENV)/.test-$(RECIPE)
 
-.PHONY: setup engine demo test bench compare clean chromium mutate
+.PHONY: setup engine demo test bench compare clean chromium prometheus mutate
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,14 @@ chromium:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: $(TEST) chromium
+# The monitoring tests check the generated rules with promtool and load them into a real Prometheus,
+# both from Debian's `prometheus` package.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: $(TEST) chromium prometheus
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(BASE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from json import loads as json_loads
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("vllm")
 httpx = pytest.importorskip("httpx")
@@ -164,6 +166,59 @@ def test_bench_per_request_acceptance_by_temperature_agrees_with_the_server_coun
     # figures, and the server's counters.
     assert acc.per_request_pooled == pytest.approx(acc.server.acceptance_rate, rel=0.05)
     assert summary.tpot_ms.p50.value > 0 and summary.ttft_ms.count == 24
+
+
+def _prometheus_value(prom: str, query: str) -> float | None:
+    result = httpx.get(f"{prom}/api/v1/query", params={"query": query}, timeout=10).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (make test installs it)")
+def test_a_real_prometheus_records_the_acceptance_specwise_measures(server, tmp_path):
+    """`specwise rules` loaded into a real Prometheus scraping this server every second: after load, its
+    recording rule's acceptance equals specwise's own counter-delta figure over the same window within 1 %."""
+    rules = tmp_path / "rules.yml"
+    subprocess.run([sys.executable, "-m", "specwise", "rules", "--out", str(rules)], check=True, capture_output=True)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "vllm", "static_configs": [{"targets": [f"127.0.0.1:{server['port']}"]}]}]}))
+    prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def settled(query: str, previous: float | None = None) -> float:
+            """Wait until Prometheus holds a value (different from `previous`: a scrape after the load)."""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    value = _prometheus_value(url, query)
+                except (httpx.HTTPError, KeyError, ValueError):
+                    value = None
+                if value is not None and value != previous:
+                    return value
+                time.sleep(0.5)
+            raise AssertionError(f"Prometheus never answered {query}")
+
+        drafted = 'sum(vllm:spec_decode_num_draft_tokens_total{job="vllm"})'
+        settled(drafted)
+        time.sleep(2)   # a few scrapes before the load, so the 5 m window starts before it
+        window, _ = measure(server["url"], load_prompt_set("structured")[:6], 0.0)
+        total = counters(server["url"]).draft_tokens
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (_prometheus_value(url, drafted) or 0) < total:
+            time.sleep(0.5)
+        time.sleep(2)   # the recording rule evaluates every second, after the scrape
+        recorded = settled("sum(specwise:spec_decode_acceptance_rate:5m)")
+        assert window.acceptance_rate is not None and window.draft_tokens > 0
+        assert recorded == pytest.approx(window.acceptance_rate, rel=0.01), (recorded, window)
+        length = _prometheus_value(url, "sum(specwise:spec_decode_acceptance_length:5m)")
+        assert length == pytest.approx(window.mean_acceptance_length, rel=0.01)
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
 
 
 def test_sigterm_stops_the_server_and_leaves_no_process(server):

@@ -17,8 +17,10 @@ PURE = ("specwise", "specwise.catalog", "specwise.check", "specwise.thresholds",
         "specwise.results", "specwise.workload", "specwise.plan", "specwise.analysis", "specwise.verdict",
         "specwise.experiment.findings", "specwise.experiment.controls", "specwise.report",
         "specwise.report.html_page", "specwise.report.markdown_page", "specwise.report.plots",
-        "specwise.report.console", "specwise.report.files")
-ROOMS = ("catalog", "results", "workload", "load", "plan", "analysis", "verdict", "engine", "experiment", "report")
+        "specwise.report.console", "specwise.report.files", "specwise.monitor", "specwise.monitor.view",
+        "specwise.monitor.rules", "specwise.monitor.grafana")
+ROOMS = ("catalog", "results", "workload", "load", "plan", "analysis", "verdict", "engine", "experiment", "report",
+         "monitor")
 
 
 @pytest.mark.parametrize("module", PURE)

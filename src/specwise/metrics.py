@@ -56,9 +56,10 @@ def per_pos_key(position: int) -> str:
     return f"{ACCEPTED_PER_POS}{{position={position}}}"
 
 
-def snapshot(text: str) -> dict[str, float]:
-    """The watched series of one scrape, each summed over its labels (engines, model names)."""
-    values: dict[str, float] = {}
+def snapshot_by_model(text: str) -> dict[str, dict[str, float]]:
+    """The watched series of one scrape per `model_name` label ("" for series without one), each summed over
+    its other labels (engines)."""
+    models: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == ACCEPTED_PER_POS:
@@ -67,7 +68,17 @@ def snapshot(text: str) -> dict[str, float]:
                 key = sample.name
             else:
                 continue
+            values = models.setdefault(sample.labels.get("model_name", ""), {})
             values[key] = values.get(key, 0.0) + sample.value
+    return models
+
+
+def snapshot(text: str) -> dict[str, float]:
+    """The watched series of one scrape, each summed over its labels (engines, model names)."""
+    values: dict[str, float] = {}
+    for per_model in snapshot_by_model(text).values():
+        for key, value in per_model.items():
+            values[key] = values.get(key, 0.0) + value
     return values
 
 

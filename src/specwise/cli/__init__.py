@@ -58,3 +58,4 @@ from specwise.cli import plan as _plan  # noqa: E402,F401  (registers the comman
 from specwise.cli import serve as _serve  # noqa: E402,F401
 from specwise.cli import bench as _bench  # noqa: E402,F401
 from specwise.cli import run as _run  # noqa: E402,F401
+from specwise.cli import monitor as _monitor  # noqa: E402,F401

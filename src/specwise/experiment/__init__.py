@@ -8,10 +8,10 @@ from specwise.experiment.executor import CellRunner, Events, execute_experiment
 from specwise.experiment.findings import (Finding, Findings, MemoryEvidence, build_findings, findings_from_disk,
                                           write_findings)
 from specwise.experiment.layout import (Cells, LaunchedServer, cell_complete, cell_dir, cell_seed, load_cells,
-                                        load_label, schedule, stored_config)
+                                        load_label, schedule, served_models, stored_config)
 
 __all__ = ["CONTROL_SUFFIX", "CellRunner", "Cells", "ControlResult", "Events", "ExperimentConfig", "Finding",
            "Findings", "LaunchedServer", "Launch", "Loads", "Memory", "MemoryEvidence", "Server", "Slo", "Workload",
            "build_findings", "cell_complete", "cell_dir", "cell_seed", "control_cells", "control_workload",
            "execute_experiment", "findings_from_disk", "load_cells", "load_config", "load_label", "parse_config",
-           "quick_config", "schedule", "stored_config", "write_findings"]
+           "quick_config", "schedule", "served_models", "stored_config", "write_findings"]

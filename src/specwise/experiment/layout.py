@@ -114,6 +114,18 @@ def load_cells(root: Path, config: ExperimentConfig) -> Cells:
     return cells
 
 
+def served_models(root: Path) -> dict[str, str]:
+    """Each server's served model name, as its cells' manifests recorded it (what its metrics are labelled by)."""
+    out: dict[str, str] = {}
+    for _workload, _label, server, _rep, directory in iter_cell_dirs(root):
+        if server not in out:
+            try:
+                out[server] = Manifest.model_validate_json((directory / MANIFEST).read_text()).model
+            except (OSError, ValueError):
+                continue
+    return out
+
+
 def launched_servers(root: Path) -> dict[str, LaunchedServer]:
     path = root / SERVERS
     data = json.loads(path.read_text()) if path.exists() else {}

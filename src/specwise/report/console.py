@@ -1,4 +1,4 @@
-"""The terminal's rendering: a plan, a bench run's summary, an experiment's verdicts (rich)."""
+"""The terminal's rendering: a plan, a bench run's summary, an experiment's verdicts, the live watch (rich)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from specwise.check import Status
 if TYPE_CHECKING:  # types only: `specwise plan` renders without loading the analysis or the findings
     from specwise.analysis import Acceptance, BenchSummary, Estimate, Latency
     from specwise.experiment.findings import Findings
+    from specwise.monitor import ModelView
     from specwise.plan import Plan
 
 STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.UNKNOWN: "dim"}
@@ -190,3 +191,45 @@ def render_verdicts(findings: Findings, console: Console) -> None:
             why += "\nrules of thumb that disagree with the measurement: " + ", ".join(disagree)
         table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
     console.print(table)
+
+
+def _colored(value: float | None, text: str, red_below: float, green_from: float) -> str:
+    if value is None:
+        return "–"
+    style = "bold red" if value < red_below else "green" if value >= green_from else "yellow"
+    return f"[{style}]{text}[/]"
+
+
+def watch_table(views: list[ModelView], break_even: float) -> Table:
+    """One row per server and model: acceptance coloured against break-even (red below it, yellow up to the
+    guide's gain zone, green above), KV usage red when full."""
+    from rich.markup import escape
+
+    from specwise.monitor import WINDOWS
+    from specwise.thresholds import ACCEPT_GAIN, KV_FULL
+
+    table = Table(title="speculative decoding, live", title_justify="left")
+    for column in ("server", "model", "status", *(f"accept {w}" for w, _ in WINDOWS), "length 1m", "by position 5m",
+                   "drafts/s", "out tok/s", "run/wait", "KV", "preempt"):
+        table.add_column(column, overflow="fold")
+    for v in views:
+        accept = []
+        for label, _ in WINDOWS:
+            f = v.windows.get(label)
+            rate = f.acceptance_rate if f else None
+            accept.append(_colored(rate, f"{rate:.2f}" if rate is not None else "", break_even,
+                                   max(ACCEPT_GAIN, break_even)))
+        one, five = v.windows.get("1m"), v.windows.get("5m")
+        kv = "–" if v.kv_usage is None else (f"[bold red]{v.kv_usage:.0%}[/]" if v.kv_usage >= KV_FULL
+                                             else f"{v.kv_usage:.0%}")
+        status = v.status + (f", {v.restarts} restart(s)" if v.restarts else "")
+        table.add_row(
+            escape(v.url), escape(v.model), f"[green]{status}[/]" if v.status == "ok" else f"[bold red]{escape(status)}[/]",
+            *accept,
+            f"{one.acceptance_length:.2f}" if one and one.acceptance_length else "–",
+            " ".join(f"{a:.2f}" for a in five.per_position.values()) if five and five.per_position else "–",
+            f"{one.drafts_per_s:.1f}" if one and one.drafts_per_s is not None else "–",
+            f"{one.output_tok_s:.1f}" if one and one.output_tok_s is not None else "–",
+            f"{v.running or 0:g}/{v.waiting or 0:g}", kv,
+            f"{five.preemptions:g}" if five and five.preemptions is not None else "–")
+    return table

@@ -20,9 +20,9 @@ from specwise.thresholds import NON_INFERIORITY
 from specwise.verdict.evidence import Decision, Evidence, Limit, LoadEvidence, Role, Rule, Verdict
 from specwise.verdict.outcome import (LoadOutcome, Outcome, batch_caps, fmt_estimate, load_outcome, p99_regresses,
                                       rule_coverage, rule_outputs, rule_validity, speed_outcome, untested, won_prefix)
-from specwise.verdict.rules import (crossover, requests_to_decide, rule_acceptance, rule_divergence, rule_memory,
-                                    rule_monitoring, rule_slo, rule_slo_kind, rule_squeeze, rule_tail,
-                                    rule_temperature)
+from specwise.verdict.rules import (break_even_acceptance, crossover, requests_to_decide, rule_acceptance,
+                                    rule_divergence, rule_memory, rule_monitoring, rule_slo, rule_slo_kind,
+                                    rule_squeeze, rule_tail, rule_temperature)
 
 
 def limit_setting(batch: int, k: int | None, max_batch: int) -> str:
@@ -145,6 +145,7 @@ def decide(ev: Evidence) -> Verdict:
     coverage = rule_coverage(ev)
     monitoring = rule_monitoring(ev)
     first = outcomes[0] if outcomes else None
+    break_even = {e.load: be for e in loads if (be := break_even_acceptance(e, ev.k)) is not None}
     rules = [validity, outputs, speed_rule(ev, outcomes, won, cross), traffic_rule(ev, loads), coverage,
              rule_squeeze(ev), rule_slo(ev), rule_acceptance(ev, first), rule_tail(ev, loads[0] if loads else None),
              rule_temperature(ev, first), rule_divergence(ev), rule_slo_kind(ev), rule_memory(ev), monitoring]
@@ -156,7 +157,7 @@ def decide(ev: Evidence) -> Verdict:
         if conditions:
             headline += " — once acceptance alerts are in place"
         return Verdict(decision=decision, headline=headline, rules=rules, advice=advice,  # type: ignore[arg-type]
-                       conditions=conditions, crossover=cross, **kw)
+                       conditions=conditions, crossover=cross, break_even=break_even, **kw)
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")

@@ -62,6 +62,7 @@ class Verdict(BaseModel):
     limit: Limit | None = None
     more_requests: int | None = None
     crossover: float | None = None   # the load where the P50 TPOT speedup crosses 1
+    break_even: dict[float, float] = {}   # by load: the acceptance this configuration breaks even at there
     advice: list[str] = []
     conditions: list[str] = []      # what must hold in production for the decision to stand
 

@@ -1,0 +1,130 @@
+"""`specwise watch URL…` (the live view of servers) and `specwise rules` (Prometheus rules and a Grafana
+dashboard, with thresholds from an experiment when given one)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from specwise.cli import app, one_line_errors
+from specwise.errors import SpecwiseError
+from specwise.thresholds import ACCEPT_OFF
+
+
+def _fraction(name: str, value: float | None) -> None:
+    if value is not None and not 0 < value < 1:
+        raise SpecwiseError(name, f"must be an acceptance between 0 and 1, got {value}", "e.g. 0.5")
+
+
+@app.command()
+@one_line_errors
+def watch(
+    urls: list[str] = typer.Argument(..., help="Server roots, e.g. http://127.0.0.1:8000 (their /metrics is read)."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
+    once: bool = typer.Option(False, "--once", help="Poll twice, --interval apart, print one sample and exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --once: print the sample as JSON (for scripts)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Also store every poll in this directory, in the "
+                                          "run format (`specwise summarize DIR` reads it)."),
+    break_even: float = typer.Option(ACCEPT_OFF, "--break-even", help="Acceptance shown red below this (the "
+                                     "guide's 0.5 by default; `specwise rules --from EXP_DIR` prints a measured one)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File holding the API key."),
+) -> None:
+    """Watch servers live: acceptance (1 m, 5 m, since start) and acceptance length from counter deltas, by draft
+    position, drafts/s, output tokens/s, running and waiting requests, KV cache, preemptions. Survives counter
+    resets, restarts and outages (shown, retried). Ctrl-C stops."""
+    from rich.live import Live
+
+    from specwise.load.bench import read_api_key
+    from specwise.monitor import watch as run_watch
+    from specwise.report import watch_table
+
+    if not (math.isfinite(interval) and 0.1 <= interval <= 3600):
+        raise SpecwiseError("--interval", f"must be 0.1–3600 s, got {interval}", "e.g. --interval 2")
+    _fraction("--break-even", break_even)
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise SpecwiseError("URL", f"{url!r} is not an http(s) URL", "e.g. http://127.0.0.1:8000")
+    if as_json and not once:
+        raise SpecwiseError("--json", "needs --once", "specwise watch URL --once --json")
+    key = read_api_key(api_key_env, api_key_file)
+    console = Console()
+    if once:
+        views = run_watch(urls, interval, polls=2, api_key=key, record=record)
+        if as_json:
+            print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        else:
+            console.print(watch_table(views, break_even))
+        return
+    with Live(console=console, auto_refresh=False) as live:
+        try:
+            run_watch(urls, interval, api_key=key, record=record,
+                      on_update=lambda views: live.update(watch_table(views, break_even), refresh=True))
+        except KeyboardInterrupt:
+            pass
+    if record:
+        console.print(f"polls recorded in {record}", highlight=False)
+
+
+@app.command()
+@one_line_errors
+def rules(
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="An experiment directory: alert thresholds from "
+                                            "its measurements (break-even acceptance and the baseline's P99 TPOT at "
+                                            "the verdict's limit) instead of the guide's 0.5."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the rules file here (default: print it)."),
+    dashboard_file: Optional[Path] = typer.Option(None, "--dashboard", help="Also write the Grafana dashboard JSON."),
+    k: Optional[int] = typer.Option(None, "--k", help="Speculative tokens per step: lets V0 servers (no drafts "
+                                    "counter) get an acceptance length."),
+    break_even: Optional[float] = typer.Option(None, "--break-even", help="Alert below this acceptance, for every "
+                                               "model (overrides the guide's and the experiment's)."),
+    tpot_p99_ms: Optional[float] = typer.Option(None, "--tpot-p99-ms", help="Alert when P99 TPOT exceeds this."),
+) -> None:
+    """Prometheus recording and alerting rules for speculative decoding (vLLM's current and V0 metric names),
+    and a Grafana dashboard with the same panels. Check them with `promtool check rules FILE`."""
+    import yaml
+
+    from specwise import __version__
+    from specwise.monitor import GUIDE, Threshold, dashboard, rule_groups, thresholds_from_findings
+
+    _fraction("--break-even", break_even)
+    if k is not None and not 1 <= k <= 64:
+        raise SpecwiseError("--k", f"must be 1–64, got {k}", "e.g. --k 4")
+    if tpot_p99_ms is not None and not (math.isfinite(tpot_p99_ms) and tpot_p99_ms > 0):
+        raise SpecwiseError("--tpot-p99-ms", f"must be a positive number of ms, got {tpot_p99_ms}", "e.g. 50")
+    thresholds = [GUIDE]
+    if from_dir is not None:
+        from specwise.experiment import findings_from_disk, served_models
+
+        thresholds = thresholds_from_findings(findings_from_disk(from_dir), served_models(from_dir))
+    if break_even is not None:
+        thresholds = [Threshold(model=None, break_even=break_even, source="given with --break-even",
+                                tpot_p99_s=thresholds[0].tpot_p99_s if from_dir else None)]
+    if tpot_p99_ms is not None:
+        thresholds = [Threshold(t.model, t.break_even, t.source, tpot_p99_ms / 1000, t.others) for t in thresholds]
+    header = (f"# Generated by specwise {__version__}. Acceptance thresholds: "
+              + "; ".join(f"{t.model or ('every other model' if t.others else 'every model')}: "
+                          f"{t.break_even:.3f} ({t.source})" for t in thresholds) + "\n")
+    text = header + yaml.safe_dump(rule_groups(thresholds, k), sort_keys=False, width=10_000, allow_unicode=True)
+    console = Console(stderr=True)
+    if out is None:
+        print(text, end="")
+    else:
+        _write(out, text, "--out")
+        console.print(f"rules: {out} (check: promtool check rules {out})", highlight=False)
+    if dashboard_file is not None:
+        _write(dashboard_file, json.dumps(dashboard(min(t.break_even for t in thresholds)), indent=2) + "\n",
+               "--dashboard")
+        console.print(f"dashboard: {dashboard_file} (Grafana → Dashboards → Import)", highlight=False)
+
+
+def _write(path: Path, text: str, field: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SpecwiseError(field, f"cannot write {path}: {exc.strerror}", "give a writable path") from None
