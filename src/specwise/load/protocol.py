@@ -202,10 +202,10 @@ class Stream:
         return False
 
     def _chunk(self, now: float, tokens: list[str], text: str, counted: bool) -> None:
+        if self.max_tokens is not None and self.counted + len(tokens) > self.max_tokens:
+            # A server that ignores max_tokens would stream forever: stop reading it (the record keeps what fit).
+            raise Fault("over_max_tokens", f"{self.counted + len(tokens)} tokens arrived, max_tokens {self.max_tokens}")
         self.counted += len(tokens)
-        if self.max_tokens is not None and self.counted > self.max_tokens:
-            # A server that ignores max_tokens would stream forever: stop reading it.
-            raise Fault("over_max_tokens", f"{self.counted} tokens arrived, max_tokens {self.max_tokens}")
         self.chunk_s.append(now)
         self.chunk_tokens.append(len(tokens))
         self.token_digests.extend(token_digest(t) for t in tokens)
