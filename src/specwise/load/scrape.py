@@ -53,11 +53,11 @@ def _name(value: object) -> str | None:
 async def scrape(client: httpx.AsyncClient, url: str, zero: float, phase: str,
                  timeout_s: float = 10.0) -> MetricSample:
     """One /metrics scrape, as a failed sample when it errs or takes over `timeout_s` in all (httpx's own
-    timeout is per read: a server trickling bytes would pass it)."""
+    timeouts are per read: a server trickling bytes would pass them)."""
     t = time.perf_counter() - zero
     try:
         async with asyncio.timeout(timeout_s):
-            response = await client.get(f"{url.rstrip('/')}/metrics", timeout=timeout_s)
+            response = await client.get(f"{url.rstrip('/')}/metrics", timeout=None)
             response.raise_for_status()
         # A vLLM /metrics page is large: parse it off the event loop, which is timing sends.
         values = await asyncio.to_thread(snapshot, response.text)
