@@ -16,7 +16,9 @@ from specwise.results import RequestRecord
 
 FAST = settings(max_examples=150, deadline=None)
 
-scalars = st.none() | st.booleans() | st.integers(-10**6, 10**20) | st.floats() | st.text(max_size=8)
+# Text as JSON can carry it: lone surrogates ("\ud800") included.
+texts = st.text(st.characters(exclude_categories=()), max_size=8)
+scalars = st.none() | st.booleans() | st.integers(-10**6, 10**20) | st.floats() | texts
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
 
@@ -26,17 +28,17 @@ def _maybe(value: st.SearchStrategy) -> st.SearchStrategy:
     return st.one_of(value, value, value, json_values)
 
 
-tokens = st.lists(st.text(min_size=1, max_size=3), max_size=4)
+tokens = st.lists(texts.filter(bool), max_size=4)
 counts = _maybe(st.integers(-5, 10**12))
 
 
 def choices(api: str, maybe: Callable[[st.SearchStrategy], st.SearchStrategy]) -> st.SearchStrategy:
     """One streamed choice of vLLM's shape for `api`, each field passed through `maybe`."""
     if api == "completions":
-        return st.fixed_dictionaries({"text": maybe(st.text(max_size=6))}, optional={
+        return st.fixed_dictionaries({"text": maybe(texts)}, optional={
             "logprobs": maybe(st.fixed_dictionaries({"tokens": maybe(tokens)}))})
-    entry = maybe(st.fixed_dictionaries({"token": maybe(st.text(max_size=3))}))
-    return st.fixed_dictionaries({"delta": maybe(st.fixed_dictionaries({"content": maybe(st.text(max_size=6))}))},
+    entry = maybe(st.fixed_dictionaries({"token": maybe(texts)}))
+    return st.fixed_dictionaries({"delta": maybe(st.fixed_dictionaries({"content": maybe(texts)}))},
                                  optional={"logprobs": maybe(st.fixed_dictionaries({"content": maybe(
                                      st.lists(entry, max_size=4))}))})
 
@@ -110,6 +112,14 @@ def test_an_error_of_any_type_is_a_stream_error_or_nothing(error):
         assert fault.kind == "stream_error" and error
     else:
         assert not error
+
+
+def test_a_lone_surrogate_token_is_counted_not_an_encode_error():
+    for api, choice in (("completions", {"text": "\ud800", "logprobs": {"tokens": ["\ud800"]}}),
+                        ("chat", {"delta": {"content": "\ud800"}, "logprobs": {"content": [{"token": "\udfff"}]}})):
+        stream = Stream(api, clock=lambda: 0.0)  # type: ignore[arg-type]
+        stream.feed("data: " + json.dumps({"choices": [choice]}))
+        assert stream.chunk_tokens == [1] and len(stream.token_digests) == 1
 
 
 def test_deeply_nested_json_is_a_fault_not_a_recursion_error():

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from specwise.cli import app
 from specwise.load import BenchConfig, execute_bench
+from specwise.load.client import retry_after
 from specwise.load.scrape import probe
 from specwise.results import load_run
 
@@ -164,3 +165,8 @@ def test_a_short_server_restart_costs_latency_not_requests(tmp_path):
     assert records == {}
     retried = [r for r in load_run(tmp_path / "run").requests if r.connect_retries]
     assert retried and all(r.sent_s - r.scheduled_s >= 0.05 for r in retried)  # sent_s: the try that got through
+
+
+@pytest.mark.parametrize("header, seconds", [("3", 3.0), ("nan", None), ("inf", None), ("-5", None), ("x", None)])
+def test_retry_after_is_a_sane_wait_or_none(header, seconds):
+    assert retry_after(header) == seconds

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -20,7 +21,6 @@ from specwise.load.protocol import (ERROR_DETAIL_CHARS, MAX_LINE_BYTES, Api, Fau
                                     request_body)
 from specwise.results import RequestRecord
 from specwise.workload import LoadShape, Planned
-
 
 # Waits before retrying a refused connection: about 350 ms of server downtime is ridden out.
 CONNECT_RETRY_S = (0.05, 0.1, 0.2)
@@ -53,7 +53,8 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
+        return seconds if 0 <= seconds < math.inf else None  # "nan", "inf", "-5" are no waits
     except ValueError:
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())

@@ -36,7 +36,7 @@ class Fault(Exception):
 
     def __init__(self, kind: str, detail: str = "") -> None:
         super().__init__(kind)
-        self.kind, self.detail = kind, detail[:ERROR_DETAIL_CHARS]
+        self.kind, self.detail = kind, _short(detail)
 
 
 def api_path(api: Api) -> str:
@@ -129,7 +129,7 @@ def reconcile_tokens(counted: int, estimated: bool, usage: int | None,
     """
     if not estimated:
         agree = usage is None or usage == counted
-        return counted, "logprobs", None if agree else f"usage.completion_tokens {usage}, logprobs {counted}"
+        return counted, "logprobs", None if agree else _short(f"usage.completion_tokens {usage}, logprobs {counted}")
     if usage is None:
         return counted, "chunks", None
     if usage < 0:
@@ -137,15 +137,20 @@ def reconcile_tokens(counted: int, estimated: bool, usage: int | None,
     elif max_tokens is not None and usage > max_tokens:
         problem = f"over max_tokens {max_tokens}"
     elif usage < counted:
-        problem = f"under the {counted} content chunks"
+        problem = f"under the {counted} tokens seen"
     else:
         return usage, "usage", None
-    return counted, "chunks", f"usage.completion_tokens {usage} {problem}"[:ERROR_DETAIL_CHARS]
+    return counted, "chunks", _short(f"usage.completion_tokens {usage} {problem}")
+
+
+def _short(text: str) -> str:
+    return text[:ERROR_DETAIL_CHARS]
 
 
 def token_digest(token: str) -> int:
     """A token's fingerprint: outputs are compared token by token without storing their text."""
-    return zlib.crc32(token.encode())
+    # surrogatepass: JSON can carry a lone surrogate ("\\ud800"), which plain UTF-8 cannot encode.
+    return zlib.crc32(token.encode(errors="surrogatepass"))
 
 
 @dataclass
