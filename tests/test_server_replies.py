@@ -5,17 +5,21 @@ are ok, and the run finishes."""
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
 from faultserver import BAD_EVENTS, BAD_USAGE, FaultServer
 from test_bench_faults import check_intact, dataset
+from rich.console import Console
 from typer.testing import CliRunner
 
 from specwise.cli import app
 from specwise.load import BenchConfig, execute_bench
 from specwise.load.client import retry_after
 from specwise.load.scrape import probe
+from specwise.plan import Plan
+from specwise.report.console import render_plan
 from specwise.results import load_run
 
 TOKENS = 8
@@ -170,3 +174,13 @@ def test_a_short_server_restart_costs_latency_not_requests(tmp_path):
 @pytest.mark.parametrize("header, seconds", [("3", 3.0), ("nan", None), ("inf", None), ("-5", None), ("x", None)])
 def test_retry_after_is_a_sane_wait_or_none(header, seconds):
     assert retry_after(header) == seconds
+
+
+def test_markup_in_a_plans_model_name_is_printed_as_text():
+    result = CliRunner().invoke(app, ["plan", "--target", "llama-3.1-8b", "--method", "ngram", "--gpu", "l40s",
+                                      "--json"])
+    plan = Plan.model_validate_json(result.output)
+    plan = plan.model_copy(update={"target": plan.target.model_copy(update={"name": "/models/[/]odd[bold]"})})
+    out = io.StringIO()
+    render_plan(plan, Console(file=out, width=200))
+    assert "/models/[/]odd[bold]" in out.getvalue()
