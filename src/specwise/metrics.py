@@ -85,7 +85,7 @@ def snapshot(text: str) -> dict[str, float]:
                 continue
             if name == ACCEPTED_PER_POS:
                 position = labels.get("position", "")
-                if not position.isdigit():
+                if not (position.isascii() and position.isdigit()):
                     continue
                 key = per_pos_key(int(position))
             elif name in COUNTERS or name in GAUGES:

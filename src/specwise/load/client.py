@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
@@ -66,8 +67,8 @@ def _detail(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:ERROR_DETAIL_CHARS]
 
 
-async def _exchange(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, object], stream: Stream,
-                    fields: dict[str, object]) -> None:
+async def _exchange(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any], stream: Stream,
+                    fields: dict[str, Any]) -> None:
     """One try: POST the request and read its stream into `stream` (faults raise)."""
     async with client.stream("POST", endpoint.url.rstrip("/") + api_path(endpoint.api), headers=endpoint.headers,
                              json=body, timeout=httpx.Timeout(endpoint.stall_timeout_s, connect=10.0)) as response:
@@ -107,7 +108,7 @@ async def send(client: httpx.AsyncClient, endpoint: Endpoint, planned: Planned, 
     of the try that got through. `endpoint.request_timeout_s` bounds the whole request.
     """
     stream = Stream(endpoint.api, clock=lambda: time.perf_counter() - zero, max_tokens=max_tokens, texts=text_out)
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     body = request_body(endpoint.model, endpoint.api, planned, max_tokens, ignore_eos, endpoint.request_seeds)
     retries = 0
     sent = time.perf_counter() - zero
