@@ -84,6 +84,8 @@ def _check(stream: Stream, max_tokens: int | None) -> None:
         assert fields["output_tokens"] <= max_tokens  # usage beyond max_tokens is never believed
     if fields["acceptance"] is not None:
         assert 0.0 <= fields["acceptance"] <= 1.0
+    if fields["spec"] is not None and max_tokens is not None:
+        assert fields["spec"]["num_accepted_draft_tokens"] <= max_tokens
     assert len(fields["anomalies"]) <= 8
     RequestRecord(index=0, prompt_id="p", temperature=0.0, scheduled_s=0.0, sent_s=0.0, end_s=1.0, **fields)
 

@@ -107,13 +107,19 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def spec_metrics(raw: object) -> dict[str, Any] | None:
+def spec_metrics(raw: object, max_tokens: int | None = None) -> dict[str, Any] | None:
     """The server's per-request speculative-decoding metrics when they are plausible counts, else None.
-    The acceptance is recomputed from the counts, so a rate that contradicts them cannot be recorded."""
+
+    Accepted draft tokens are output tokens, so they cannot exceed max_tokens (an absurd
+    count would outweigh every other request in a pooled acceptance). The rate is
+    recomputed from the counts, so one that contradicts them cannot be recorded.
+    """
     if not isinstance(raw, dict):
         return None
     drafted, accepted = raw.get("num_draft_tokens"), raw.get("num_accepted_draft_tokens")
     if not (_is_count(drafted) and _is_count(accepted) and accepted <= drafted):
+        return None
+    if max_tokens is not None and accepted > max_tokens:
         return None
     return {"num_draft_tokens": drafted, "num_accepted_draft_tokens": accepted,
             "draft_acceptance_rate": accepted / drafted if drafted else None}
@@ -236,7 +242,7 @@ class Stream:
         raw = metrics.get("speculative_decoding")
         if raw is None:
             return
-        spec = spec_metrics(raw)
+        spec = spec_metrics(raw, self.max_tokens)
         if spec is None:
             self._note(f"metrics.speculative_decoding ignored: {_describe(raw)}")
         else:
