@@ -10,8 +10,8 @@ import threading
 
 import pytest
 from faultserver import BAD_EVENTS, BAD_USAGE, FaultServer
-from test_bench_faults import check_intact, dataset
 from rich.console import Console
+from test_bench_faults import check_intact, dataset
 from typer.testing import CliRunner
 
 from specwise.cli import app

@@ -16,6 +16,7 @@ chunk and k (`results.chunk_steps`); a request with merged chunks gets no estima
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ Api = Literal["completions", "chat"]
 ERROR_DETAIL_CHARS = 200
 MAX_LINE_BYTES = 1 << 20    # an SSE line longer than this is a fault: vLLM's longest are a few kB
 MAX_ANOMALIES = 8
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 T = TypeVar("T")
 
 
@@ -273,7 +275,7 @@ class Stream:
 
 
 class LineSplitter:
-    """SSE lines out of a byte stream, none longer than `limit` bytes.
+    """SSE lines out of a byte stream (ended by CR LF, LF or CR, as SSE allows), none longer than `limit` bytes.
 
     httpx's `aiter_lines` holds a whole line before yielding it, so a server that never
     ends a line would grow memory without bound: here a line is a fault once it passes
@@ -283,21 +285,25 @@ class LineSplitter:
     def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
         self.limit = limit
         self._pending = bytearray()
+        self._after_cr = False  # the last piece ended in CR: an LF opening the next one ends no second line
 
     def feed(self, data: bytes) -> list[str]:
+        if not data:
+            return []
+        start = 1 if self._after_cr and data.startswith(b"\n") else 0
         lines = []
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0:
-            self._take(data[start:end])
-            lines.append(self._pending.decode(errors="replace").removesuffix("\r"))
+        for end in _LINE_END.finditer(data, start):
+            self._take(data[start:end.start()])
+            lines.append(self._pending.decode(errors="replace"))
             self._pending.clear()
-            start = end + 1
+            start = end.end()
         self._take(data[start:])
+        self._after_cr = data.endswith(b"\r")
         return lines
 
     def rest(self) -> str:
-        """The last line, when the stream ended without a newline."""
-        return self._pending.decode(errors="replace").removesuffix("\r")
+        """The last line, when the stream ended without a line end."""
+        return self._pending.decode(errors="replace")
 
     def _take(self, data: bytes) -> None:
         if len(self._pending) + len(data) > self.limit:
