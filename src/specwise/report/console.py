@@ -36,8 +36,9 @@ def _models(p: Plan) -> Table:
         if s is not None:
             active = f" ({s.active_params / 1e9:.1f}B active)" if s.active_params != s.params else ""
             # A model's name is a path or a hub id, not markup: `[bold]` in it is text.
-            models.add_row(role, escape(s.name), f"{s.params / 1e9:.2f}B{active}", s.precision, str(s.tensor_parallel_size),
-                           f"{s.weights_gb:.1f} GB", f"{s.kv_bytes_per_token / 1024:.1f} KiB")
+            models.add_row(role, escape(s.name), f"{s.params / 1e9:.2f}B{active}", s.precision,
+                           str(s.tensor_parallel_size), f"{s.weights_gb:.1f} GB",
+                           f"{s.kv_bytes_per_token / 1024:.1f} KiB")
     return models
 
 
