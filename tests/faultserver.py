@@ -4,8 +4,12 @@ The prompt picks the behaviour: a prompt containing `FAULT:<name>` triggers that
 anything else streams `tokens` tokens in chunks of `chunk` tokens (with logprobs, usage
 and [DONE], as vLLM does). HTTP/1.1 with chunked transfer encoding, one request per
 connection, written by hand so that each fault is exactly the bytes a broken server sends.
-What the server says about itself (`models`, `version`, `metrics`, `metrics_delay_s`) is
-set per server.
+Beside the transport faults (`FAULTS`), replies that are valid but untrustworthy: events
+of the wrong shape, implausible usage or spec metrics, no logprobs, `usage_inflated`,
+`spec_bad`/`spec`, a server that ignores max_tokens (`over_max`), never ends (`endless`)
+or never ends a line (`long_line`). What the server says about itself (`models`,
+`version`, `metrics`, `metrics_delay_s`) is set per server; `pause` refuses connections
+for a while.
 """
 
 from __future__ import annotations
@@ -33,8 +37,6 @@ BAD_USAGE: dict[str, object] = {"usage_list": [1, 2], "usage_many": {"completion
                                 "usage_negative": {"completion_tokens": -3}}
 # Tokens as text only: a server (or proxy) that drops logprobs, with a sane, missing or 8× inflated usage.
 NO_LOGPROBS = ("no_logprobs", "no_logprobs_no_usage", "no_logprobs_inflated")
-REPLY_FAULTS = (*BAD_EVENTS, *BAD_USAGE, *NO_LOGPROBS, "usage_inflated", "spec_bad", "spec",
-                "over_max", "endless", "long_line")
 
 
 @dataclass
