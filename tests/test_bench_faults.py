@@ -164,7 +164,8 @@ def test_help_documents_every_option():
     result = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200", **os.environ})
     for option in ("--url", "--api", "--concurrency", "--rate", "--arrivals", "--burstiness", "--requests",
                    "--duration", "--max-tokens", "--temperatures", "--dataset", "--k", "--out", "--json",
-                   "--warmup", "--max-in-flight", "--seed", "--api-key-env", "--api-key-file"):
+                   "--warmup", "--max-in-flight", "--seed", "--api-key-env", "--api-key-file", "--timeout",
+                   "--request-timeout"):
         assert option in result.output
 
 
