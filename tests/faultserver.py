@@ -4,17 +4,39 @@ The prompt picks the behaviour: a prompt containing `FAULT:<name>` triggers that
 anything else streams `tokens` tokens in chunks of `chunk` tokens (with logprobs, usage
 and [DONE], as vLLM does). HTTP/1.1 with chunked transfer encoding, one request per
 connection, written by hand so that each fault is exactly the bytes a broken server sends.
+Beside the transport faults (`FAULTS`), replies that are valid but untrustworthy: events
+of the wrong shape, implausible usage or spec metrics, no logprobs, `usage_inflated`,
+`spec_bad`/`spec`, a server that ignores max_tokens (`over_max`), never ends (`endless`)
+or never ends a line (`long_line`). What the server says about itself (`models`,
+`version`, `metrics`, `metrics_delay_s`) is set per server; `pause` refuses connections
+for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 
 FAULTS = ("reset", "http429", "http503", "malformed", "nonjson", "empty", "stall")
+# Valid JSON of the wrong shape, sent as the first event (the stream then goes on as usual).
+BAD_EVENTS: dict[str, object] = {
+    "choices_str": {"choices": "abc"},
+    "choice_int": {"choices": [1]},
+    "logprobs_list": {"choices": [{"text": "a", "delta": {"content": "a"}, "logprobs": [1]}]},
+    "tokens_not_list": {"choices": [{"text": "a", "delta": {"content": "a"},
+                                     "logprobs": {"tokens": "a", "content": "a"}}]},
+    "delta_str": {"choices": [{"text": 5, "delta": "a"}]},
+    "error_list": {"error": ["boom", 1]},
+}
+# The last event's usage (and per-request metrics) replaced by a value no record may believe.
+BAD_USAGE: dict[str, object] = {"usage_list": [1, 2], "usage_many": {"completion_tokens": "many"},
+                                "usage_negative": {"completion_tokens": -3}}
+# Tokens as text only: a server (or proxy) that drops logprobs, with a sane, missing or 8× inflated usage.
+NO_LOGPROBS = ("no_logprobs", "no_logprobs_no_usage", "no_logprobs_inflated")
 
 
 @dataclass
@@ -25,23 +47,33 @@ class FaultServer:
     stall_s: float = 30.0
     host: str = "127.0.0.1"
     port: int = 0
+    models: list[object] = field(default_factory=lambda: [{"id": "fault-model"}])
+    version: object = None                  # /version's "version"; None: no /version endpoint
+    metrics: str | None = None              # the /metrics page; None: a drafts counter of the requests served
+    metrics_delay_s: float = 0.0
     requests: list[dict] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
 
     def __enter__(self) -> FaultServer:
-        ready = threading.Event()
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._listen()
+        return self
 
+    def _listen(self) -> None:
         async def start() -> None:
             self._server = await asyncio.start_server(self._handle, self.host, self.port)
             self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
 
-        self._thread = threading.Thread(target=lambda: (self._loop.run_until_complete(start()),
-                                                        self._loop.run_forever()), daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+
+    def pause(self, seconds: float) -> None:
+        """Stop listening for `seconds` (new connections are refused), then listen again on the same port;
+        the connections already open go on."""
+        self._loop.call_soon_threadsafe(self._server.close)
+        time.sleep(seconds)
+        self._listen()
 
     @property
     def url(self) -> str:
@@ -70,10 +102,14 @@ class FaultServer:
             body = await reader.readexactly(int(headers.get("content-length", 0)))
             self.auth.append(headers.get("authorization"))
             if path == "/v1/models":
-                await self._plain(writer, 200, json.dumps({"data": [{"id": "fault-model"}]}), "application/json")
+                await self._plain(writer, 200, json.dumps({"data": self.models}), "application/json")
+            elif path == "/version" and self.version is not None:
+                await self._plain(writer, 200, json.dumps({"version": self.version}), "application/json")
             elif path == "/metrics":
+                await asyncio.sleep(self.metrics_delay_s)
                 n = len(self.requests)
-                await self._plain(writer, 200, "# TYPE vllm:spec_decode_num_drafts counter\n"
+                await self._plain(writer, 200, self.metrics if self.metrics is not None else
+                                  "# TYPE vllm:spec_decode_num_drafts counter\n"
                                   f"vllm:spec_decode_num_drafts_total {n}\n", "text/plain")
             elif method == "POST":
                 request = json.loads(body)
@@ -95,7 +131,8 @@ class FaultServer:
 
     async def _completion(self, writer: asyncio.StreamWriter, request: dict) -> None:
         text = request.get("prompt") or request["messages"][-1]["content"]
-        fault = next((f for f in FAULTS if f"FAULT:{f}" in text), None)
+        named = re.search(r"FAULT:(\w+)", text)
+        fault = named.group(1) if named else None
         if fault == "http429":
             return await self._plain(writer, 429, '{"error": "rate limited"}', "application/json",
                                      "retry-after: 3\r\n")
@@ -106,24 +143,34 @@ class FaultServer:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
                      b"connection: close\r\n\r\n")
 
-        async def event(payload: str) -> None:
-            data = f"data: {payload}\n\n".encode()
+        async def send(data: bytes) -> None:
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             await writer.drain()
 
+        async def event(payload: str) -> None:
+            await send(f"data: {payload}\n\n".encode())
+
         chat = "messages" in request
+        if fault == "long_line":  # one line that never ends
+            await send(b"data: ")
+            while True:
+                await send(b"x" * 65536)
+        if fault in BAD_EVENTS:
+            await event(json.dumps(BAD_EVENTS[fault]))
         if fault == "empty":
             await event(json.dumps({"choices": []}))
             await event("[DONE]")
         else:
             sent = 0
-            while sent < self.tokens:
-                n = min(self.chunk, self.tokens - sent)
+            while sent < self.tokens or fault == "over_max":  # over_max: a server that ignores max_tokens
+                n = min(self.chunk, self.tokens - sent) if fault != "over_max" else self.chunk
                 toks = [f"t{sent + i}" for i in range(n)]
-                choice = ({"delta": {"content": "".join(toks)}, "logprobs": {"content": [{"token": t} for t in toks]}}
-                          if chat else {"text": "".join(toks), "logprobs": {"tokens": toks}})
+                logprobs = None if fault in NO_LOGPROBS else (
+                    {"content": [{"token": t} for t in toks]} if chat else {"tokens": toks})
+                choice = ({"delta": {"content": "".join(toks)}, "logprobs": logprobs} if chat
+                          else {"text": "".join(toks), "logprobs": logprobs})
                 await asyncio.sleep(self.gap_s)
-                await event(json.dumps({"choices": [choice]}))
+                await event(json.dumps({"choices": [choice], "usage": None}))
                 sent += n
                 if fault == "reset" and sent >= self.chunk:
                     writer.transport.abort()
@@ -132,7 +179,26 @@ class FaultServer:
                     await event("{not json")
                 if fault == "stall":
                     await asyncio.sleep(self.stall_s)
-            await event(json.dumps({"choices": [], "usage": {"completion_tokens": self.tokens}}))
+            while fault == "endless":  # alive and streaming, but never done
+                await asyncio.sleep(self.gap_s)
+                await event(json.dumps({"choices": [], "usage": None}))
+            await event(json.dumps(self._last_event(fault)))
             await event("[DONE]")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+    def _last_event(self, fault: str | None) -> dict:
+        """The usage event that ends a stream, as `fault` bends it."""
+        last: dict = {"choices": [], "usage": {"completion_tokens": self.tokens}}
+        if fault in ("usage_inflated", "no_logprobs_inflated"):
+            last["usage"] = {"completion_tokens": 8 * self.tokens}
+        elif fault in BAD_USAGE:
+            last["usage"] = BAD_USAGE[fault]
+        elif fault == "no_logprobs_no_usage":
+            del last["usage"]
+        elif fault == "spec_bad":
+            last["metrics"] = {"speculative_decoding": {"num_draft_tokens": "six", "draft_acceptance_rate": 2.0}}
+        elif fault == "spec":
+            last["metrics"] = {"speculative_decoding": {"num_draft_tokens": 6, "num_accepted_draft_tokens": 3,
+                                                        "draft_acceptance_rate": 0.5}}
+        return last

@@ -143,6 +143,7 @@ def test_api_key_is_sent_but_never_stored_or_printed(tmp_path, monkeypatch):
     (["--concurrency", "1"], "--requests/--duration"),
     (["--concurrency", "0", "--requests", "3"], "--concurrency"),
     (["--concurrency", "1", "--requests", "3", "--api", "grpc"], "--api"),
+    (["--concurrency", "1", "--requests", "3", "--request-timeout", "0"], "--request-timeout"),
 ])
 def test_bad_options_give_one_line_and_exit_2(tmp_path, args, field):
     result = CliRunner().invoke(app, ["bench", "--url", "http://127.0.0.1:9", *args, "--out", str(tmp_path / "r")])
@@ -164,7 +165,8 @@ def test_help_documents_every_option():
     result = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200", **os.environ})
     for option in ("--url", "--api", "--concurrency", "--rate", "--arrivals", "--burstiness", "--requests",
                    "--duration", "--max-tokens", "--temperatures", "--dataset", "--k", "--out", "--json",
-                   "--warmup", "--max-in-flight", "--seed", "--api-key-env", "--api-key-file"):
+                   "--warmup", "--max-in-flight", "--seed", "--api-key-env", "--api-key-file", "--timeout",
+                   "--request-timeout"):
         assert option in result.output
 
 

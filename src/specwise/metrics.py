@@ -8,6 +8,7 @@ from zero again, as Prometheus' own `increase()` does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -56,20 +57,44 @@ def per_pos_key(position: int) -> str:
     return f"{ACCEPTED_PER_POS}{{position={position}}}"
 
 
+WATCHED = (*COUNTERS, *GAUGES, ACCEPTED_PER_POS)
+
+
+def _samples(line: str) -> list[tuple[str, dict[str, str], float]]:
+    """The samples of one exposition line; none when the line does not parse."""
+    try:
+        return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(line + "\n")
+                for s in family.samples]
+    except ValueError:
+        return []
+
+
 def snapshot_by_model(text: str) -> dict[str, dict[str, float]]:
     """The watched series of one scrape per `model_name` label ("" for series without one), each summed over
-    its other labels (engines)."""
+    its other labels (engines).
+
+    Each watched line is parsed on its own: the parser stops at the first bad line, and
+    one garbage line must not cost every other counter. A sample that is not finite,
+    or a per-position one without an integer position, is skipped.
+    """
     models: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == ACCEPTED_PER_POS:
-                key = per_pos_key(int(sample.labels["position"]))
-            elif sample.name in COUNTERS or sample.name in GAUGES:
-                key = sample.name
+    for line in text.splitlines():
+        if not line.startswith(WATCHED):  # a cheap filter: a vLLM page has thousands of other lines
+            continue
+        for name, labels, value in _samples(line):
+            if not math.isfinite(value):
+                continue
+            if name == ACCEPTED_PER_POS:
+                position = labels.get("position", "")
+                if not (position.isascii() and position.isdigit()):
+                    continue
+                key = per_pos_key(int(position))
+            elif name in COUNTERS or name in GAUGES:
+                key = name
             else:
                 continue
-            values = models.setdefault(sample.labels.get("model_name", ""), {})
-            values[key] = values.get(key, 0.0) + sample.value
+            values = models.setdefault(labels.get("model_name", ""), {})
+            values[key] = values.get(key, 0.0) + value
     return models
 
 

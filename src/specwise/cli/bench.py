@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
@@ -65,6 +66,8 @@ def bench(
     slo_e2e_ms: Optional[float] = typer.Option(None, "--slo-e2e-ms", help="Goodput SLO on end-to-end latency."),
     scrape_interval: float = typer.Option(2.0, "--scrape-interval", help="Seconds between /metrics scrapes."),
     timeout: float = typer.Option(120.0, "--timeout", help="A stream silent this many seconds is a timeout."),
+    request_timeout: float = typer.Option(600.0, "--request-timeout", help="A request still streaming after this "
+                                          "many seconds is cut and recorded as request_timeout."),
     api_key_env: Optional[str] = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable "
                                               "holding the API key (never logged or stored)."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="Or a file holding the API key."),
@@ -82,7 +85,8 @@ def bench(
     for name, value in (("--max-tokens", max_tokens), ("--k", k if k is not None else 1)):
         if value < 1:
             raise SpecwiseError(name, f"must be ≥ 1, got {value}", "e.g. 4")
-    for name, seconds in (("--scrape-interval", scrape_interval), ("--timeout", timeout)):
+    for name, seconds in (("--scrape-interval", scrape_interval), ("--timeout", timeout),
+                          ("--request-timeout", request_timeout)):
         if not seconds > 0:
             raise SpecwiseError(name, f"must be > 0 s, got {seconds}", "e.g. 2")
     config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
@@ -90,7 +94,8 @@ def bench(
                          max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
                          temperatures=temperatures, dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
                          scrape_interval_s=scrape_interval,
-                         stall_timeout_s=timeout, slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
+                         stall_timeout_s=timeout, request_timeout_s=request_timeout,
+                         slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
     out = out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[live]}"),
@@ -106,8 +111,10 @@ def bench(
             progress.update(task, advance=1, live=f"{rate_now:.1f} req/s, {counts['errors']} errors")
 
         def on_start(manifest: Manifest) -> None:
-            progress.console.print(f"{manifest.model} at {manifest.url} (vLLM {manifest.server_version or '?'}) "
-                                   f"→ {out}", highlight=False)
+            # The model, URL and version are the server's words: escaped, so `[/]` in a name is text, not markup.
+            progress.console.print(f"{escape(manifest.model)} at {escape(manifest.url)} "
+                                   f"(vLLM {escape(manifest.server_version or '?')}) → {escape(str(out))}",
+                                   highlight=False)
 
         try:
             execute_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)

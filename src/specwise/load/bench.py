@@ -22,6 +22,8 @@ from specwise.load.scrape import probe, scrape
 from specwise.results import Manifest, RequestRecord, RunWriter, now_iso
 from specwise.workload import LoadShape, Mix, Prompt, load_dataset, parse_temperature_mix, request_plan
 
+SCRAPE_TIMEOUT_S = 5.0
+
 
 class BenchConfig(BaseModel):
     """Everything that defines a run (stored in its manifest; the API key is never part of it)."""
@@ -49,6 +51,8 @@ class BenchConfig(BaseModel):
     request_seeds: bool = False
     scrape_interval_s: float = 2.0
     stall_timeout_s: float = 120.0
+    # The whole request, besides the stall timeout: a server that streams forever must not hang a run.
+    request_timeout_s: float = 600.0
     slo_ms: dict[str, float] = Field(default_factory=dict)
 
     def shape(self) -> LoadShape:
@@ -87,25 +91,31 @@ async def _bench(config: BenchConfig, shape: LoadShape, endpoint: Endpoint, prom
         await drive(client, endpoint, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
                        seed=config.seed, on_record=record, zero=zero)
 
+    # A slow /metrics must neither hold up the sends nor pile scrapes up: each one gets a short deadline.
+    timeout_s = min(config.scrape_interval_s, SCRAPE_TIMEOUT_S)
+
+    async def sample(phase: str) -> None:
+        writer.metric(await scrape(scraper, config.url, zero, phase, timeout_s))
+
     async with httpx.AsyncClient(headers=endpoint.headers) as scraper, client_for(shape) as client:
         if config.warmup:
             # Warm-up first and on its own, so that the counters' window holds the measured requests only.
             # It also opens the connections the measured requests then reuse.
             await load(client, LoadShape(concurrency=min(config.warmup, shape.concurrency or shape.max_in_flight or 4),
                                  requests=config.warmup))
-        writer.metric(await scrape(scraper, config.url, zero, "before"))
+        await sample("before")
 
         async def every() -> None:
             while True:
                 await asyncio.sleep(config.scrape_interval_s)
-                writer.metric(await scrape(scraper, config.url, zero, "during"))
+                await sample("during")
 
         ticker = asyncio.create_task(every())
         try:
             await load(client, shape)
         finally:
             ticker.cancel()
-            writer.metric(await scrape(scraper, config.url, zero, "after"))
+            await sample("after")
 
 
 def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
@@ -121,7 +131,8 @@ def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     if not model:
         raise SpecwiseError("--model", f"{config.url} serves no model", "give --model NAME")
     config = config.model_copy(update={"model": model})
-    endpoint = Endpoint(config.url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds)
+    endpoint = Endpoint(config.url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds,
+                        config.request_timeout_s)
     manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=config.url, api=config.api,
                         model=model, server_version=version, seed=config.seed, config=config.model_dump(),
                         hardware=hardware())

@@ -3,22 +3,28 @@
 Timing (seconds on `time.perf_counter`, 0 = the run's start): each request has its
 scheduled time, its actual send time and the arrival of every content chunk. TPOT and
 ITL are derived from those (`results.RequestRecord`). Every failure — refused, reset,
-HTTP error, malformed stream, stall — becomes the record's `error`, never an exception.
+HTTP error, malformed stream, stall, endless stream — becomes the record's `error`, never an exception.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
-from specwise.load.protocol import (ERROR_DETAIL_CHARS, Api, Fault, Stream, api_path, per_request_acceptance,
+from specwise.load.protocol import (ERROR_DETAIL_CHARS, MAX_LINE_BYTES, Api, Fault, LineSplitter, Stream, api_path,
                                     request_body)
 from specwise.results import RequestRecord
 from specwise.workload import LoadShape, Planned
+
+# Waits before retrying a refused connection: about 350 ms of server downtime is ridden out.
+CONNECT_RETRY_S = (0.05, 0.1, 0.2)
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -36,6 +42,7 @@ class Endpoint:
     k: int | None = None               # speculative tokens per step, for the tokens-per-chunk estimate
     stall_timeout_s: float = 120.0     # a stream silent this long is recorded as a timeout
     request_seeds: bool = False        # send each request its sampling seed (see BenchConfig.request_seeds)
+    request_timeout_s: float = 600.0   # a request still streaming this long is cut (a server that never stops)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -47,7 +54,8 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
+        return seconds if 0 <= seconds < math.inf else None  # "nan", "inf", "-5" are no waits
     except ValueError:
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
@@ -59,44 +67,79 @@ def _detail(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:ERROR_DETAIL_CHARS]
 
 
+async def _exchange(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any], stream: Stream,
+                    fields: dict[str, Any]) -> None:
+    """One try: POST the request and read its stream into `stream` (faults raise)."""
+    async with client.stream("POST", endpoint.url.rstrip("/") + api_path(endpoint.api), headers=endpoint.headers,
+                             json=body, timeout=httpx.Timeout(endpoint.stall_timeout_s, connect=10.0)) as response:
+        fields["http_status"] = response.status_code
+        if response.status_code != 200:
+            fields["retry_after_s"] = retry_after(response.headers.get("retry-after"))
+            raise Fault(f"http_{response.status_code}", await _head(response))
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            text = await _head(response)
+            raise Fault("not_streamed" if _is_json(text) else "non_json_body", text)
+        lines = LineSplitter()
+        async for data in response.aiter_bytes():
+            for line in lines.feed(data):
+                if stream.feed(line):
+                    stream.finish()
+                    return
+        stream.feed(lines.rest())
+        stream.finish()
+
+
+async def _head(response: httpx.Response) -> str:
+    """A body that should have been a stream, read no further than a line may be: it may not end."""
+    head = bytearray()
+    async for data in response.aiter_bytes():
+        head += data
+        if len(head) > MAX_LINE_BYTES:
+            break
+    return head.decode(errors="replace")
+
+
 async def send(client: httpx.AsyncClient, endpoint: Endpoint, planned: Planned, *, zero: float, scheduled_s: float,
                max_tokens: int, ignore_eos: bool = True, text_out: list[str] | None = None) -> RequestRecord:
-    """One streamed request; every failure becomes the record's `error`, never an exception."""
-    stream = Stream(endpoint.api, clock=lambda: time.perf_counter() - zero, texts=text_out)
-    fields = stream.fields
+    """One streamed request; every failure becomes the record's `error`, never an exception.
+
+    A refused connection is retried a few times (the request never went out, so a
+    short restart of the server costs latency, not the request); `sent_s` is the send
+    of the try that got through. `endpoint.request_timeout_s` bounds the whole request.
+    """
+    stream = Stream(endpoint.api, clock=lambda: time.perf_counter() - zero, max_tokens=max_tokens, texts=text_out)
+    fields: dict[str, Any] = {}
+    body = request_body(endpoint.model, endpoint.api, planned, max_tokens, ignore_eos, endpoint.request_seeds)
+    retries = 0
     sent = time.perf_counter() - zero
     try:
-        body = request_body(endpoint.model, endpoint.api, planned, max_tokens, ignore_eos, endpoint.request_seeds)
-        async with client.stream("POST", endpoint.url.rstrip("/") + api_path(endpoint.api), headers=endpoint.headers,
-                                 json=body, timeout=httpx.Timeout(endpoint.stall_timeout_s, connect=10.0)) as response:
-            fields["http_status"] = response.status_code
-            if response.status_code != 200:
-                fields["retry_after_s"] = retry_after(response.headers.get("retry-after"))
-                raise Fault(f"http_{response.status_code}", (await response.aread()).decode(errors="replace"))
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                text = (await response.aread()).decode(errors="replace")
-                raise Fault("not_streamed" if _is_json(text) else "non_json_body", text)
-            async for line in response.aiter_lines():
-                if stream.feed(line):
+        async with asyncio.timeout(endpoint.request_timeout_s):
+            while True:
+                sent = time.perf_counter() - zero
+                try:
+                    await _exchange(client, endpoint, body, stream, fields)
                     break
-            stream.finish()
+                except httpx.ConnectError:
+                    if retries == len(CONNECT_RETRY_S):
+                        raise
+                    await asyncio.sleep(CONNECT_RETRY_S[retries])
+                    retries += 1
     except Fault as fault:
         fields |= {"error": fault.kind, "error_detail": fault.detail or None}
     except httpx.ConnectError as exc:
         fields |= {"error": "connect_error", "error_detail": str(exc)[:ERROR_DETAIL_CHARS] or None}
     except httpx.TimeoutException as exc:
         fields |= {"error": "timeout", "error_detail": f"{type(exc).__name__} after {endpoint.stall_timeout_s:g} s"}
+    except TimeoutError:  # asyncio.timeout's: the request outlived its deadline while data still flowed
+        fields |= {"error": "request_timeout", "error_detail": f"over {endpoint.request_timeout_s:g} s"}
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
         fields |= {"error": "stream_reset", "error_detail": _detail(exc)}
     except httpx.HTTPError as exc:
         fields |= {"error": "http_error", "error_detail": _detail(exc)}
     end = time.perf_counter() - zero
-    acceptance, source, merged = per_request_acceptance(stream.chunk_tokens, fields.get("spec"), endpoint.k)
     return RequestRecord(index=planned.index, warmup=planned.warmup, prompt_id=planned.prompt.id,
                          temperature=planned.temperature, scheduled_s=scheduled_s, sent_s=sent, end_s=end,
-                         chunk_s=stream.chunk_s, chunk_tokens=stream.chunk_tokens, token_digests=stream.token_digests,
-                         acceptance=acceptance,
-                         acceptance_source=source, merged_chunks=merged, **fields)
+                         connect_retries=retries, **stream.record_fields(endpoint.k), **fields)
 
 
 def _is_json(text: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from specwise.check import Status
@@ -35,8 +36,10 @@ def _models(p: Plan) -> Table:
     for role, s in (("target", p.target), ("draft", p.draft)):
         if s is not None:
             active = f" ({s.active_params / 1e9:.1f}B active)" if s.active_params != s.params else ""
-            models.add_row(role, s.name, f"{s.params / 1e9:.2f}B{active}", s.precision, str(s.tensor_parallel_size),
-                           f"{s.weights_gb:.1f} GB", f"{s.kv_bytes_per_token / 1024:.1f} KiB")
+            # A model's name is a path or a hub id, not markup: `[bold]` in it is text.
+            models.add_row(role, escape(s.name), f"{s.params / 1e9:.2f}B{active}", s.precision,
+                           str(s.tensor_parallel_size), f"{s.weights_gb:.1f} GB",
+                           f"{s.kv_bytes_per_token / 1024:.1f} KiB")
     return models
 
 

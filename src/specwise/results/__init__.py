@@ -1,9 +1,9 @@
 """Results on disk: one directory per bench run (schema: what is stored; store: writing and reading it)."""
 
 from specwise.results.schema import (MANIFEST, METRICS, REQUESTS, SCHEMA_VERSION, SUMMARY, AcceptanceSource, Manifest,
-                                     MetricSample, RequestRecord, Run, chunk_steps)
+                                     MetricSample, RequestRecord, Run, TokenSource, chunk_steps)
 from specwise.results.store import RunWriter, load_run, now_iso, write_json_atomic
 
 __all__ = ["MANIFEST", "METRICS", "REQUESTS", "SCHEMA_VERSION", "SUMMARY", "AcceptanceSource", "Manifest",
-           "MetricSample", "RequestRecord", "Run", "RunWriter", "chunk_steps", "load_run", "now_iso",
+           "MetricSample", "RequestRecord", "Run", "RunWriter", "TokenSource", "chunk_steps", "load_run", "now_iso",
            "write_json_atomic"]

@@ -22,6 +22,10 @@ SCHEMA_VERSION = 1
 MANIFEST, REQUESTS, METRICS, SUMMARY = "manifest.json", "requests.jsonl", "metrics.jsonl", "summary.json"
 
 AcceptanceSource = Literal["server", "chunks", "none"]
+# Where a request's token count comes from: every chunk counted from its logprobs (exact, per chunk too);
+# the server's usage (a sane total, but the tokens per chunk are unknown); or one token per chunk
+# assumed (an estimate, a lower bound: a speculative step's chunk carries several).
+TokenSource = Literal["logprobs", "usage", "chunks"]
 
 
 def chunk_steps(chunk_tokens: list[int], k: int) -> tuple[int, int, int]:
@@ -68,11 +72,17 @@ class RequestRecord(BaseModel):
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens carried by each content chunk")
     token_digests: list[int] = Field(default_factory=list, description="crc32 of each output token's text, in order: "
                                      "outputs compared without storing them")
-    output_tokens: int | None = Field(None, description="from the server's usage; else the sum of chunk_tokens")
+    output_tokens: int | None = Field(None, description="the trustworthy count: see token_source")
+    token_source: TokenSource = "logprobs"
+    token_count_disagreement: str | None = Field(None, description="how logprobs, usage, chunks and max_tokens "
+                                                 "disagreed, when they did")
+    anomalies: list[str] = Field(default_factory=list, description="values of the server's reply that were "
+                                 "ignored as implausible (a few, short)")
     error: str | None = None
     error_detail: str | None = None
     http_status: int | None = None
     retry_after_s: float | None = None
+    connect_retries: int = Field(0, description="refused connections retried before the request went out")
     spec: dict[str, Any] | None = Field(None, description="the server's per-request speculative-decoding metrics")
     acceptance: float | None = None
     acceptance_source: AcceptanceSource = "none"
@@ -96,15 +106,17 @@ class RequestRecord(BaseModel):
 
     @property
     def tpot_s(self) -> float | None:
-        """(last chunk − first chunk) / (output tokens − 1): a multi-token chunk counts for all its tokens."""
-        if not self.ok or len(self.chunk_s) < 2 or self.tokens < 2:
+        """(last chunk − first chunk) / (output tokens − 1): a multi-token chunk counts for all its tokens.
+        None when the count is only estimated from chunks: a per-step time is not a per-token one."""
+        if not self.ok or self.token_source == "chunks" or len(self.chunk_s) < 2 or self.tokens < 2:
             return None
         return (self.chunk_s[-1] - self.chunk_s[0]) / (self.tokens - 1)
 
     @property
     def itl_s(self) -> list[float]:
-        """Gaps between consecutive chunks, each spread over the tokens its chunk carried."""
-        if not self.ok:
+        """Gaps between consecutive chunks, each spread over the tokens its chunk carried (known from logprobs
+        only)."""
+        if not self.ok or self.token_source != "logprobs":
             return []
         return [(b - a) / n for a, b, n in zip(self.chunk_s, self.chunk_s[1:], self.chunk_tokens[1:]) for _ in range(n)]
 
