@@ -17,7 +17,7 @@ PURE = ("specwise", "specwise.catalog", "specwise.check", "specwise.thresholds",
         "specwise.results", "specwise.workload", "specwise.plan", "specwise.analysis", "specwise.verdict",
         "specwise.experiment.findings", "specwise.experiment.controls", "specwise.report",
         "specwise.report.html_page", "specwise.report.markdown_page", "specwise.report.plots",
-        "specwise.report.console", "specwise.report.files", "specwise.monitor", "specwise.monitor.view",
+        "specwise.report.console", "specwise.report.files", "specwise.report.watch_page", "specwise.monitor", "specwise.monitor.view",
         "specwise.monitor.rules", "specwise.monitor.grafana")
 ROOMS = ("catalog", "results", "workload", "load", "plan", "analysis", "verdict", "engine", "experiment", "report",
          "monitor")

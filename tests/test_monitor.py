@@ -121,6 +121,13 @@ def test_watch_survives_an_outage_and_a_restart_with_the_right_numbers(scripted,
     assert len(samples) == 6 and [s["error"] is not None for s in samples] == [False, False, True, True, False, False]
     result = CliRunner().invoke(app, ["summarize", str(tmp_path / "rec"), "--json"])
     assert result.exit_code == 0, result.output
+    # `report` plots the recording: acceptance over the trailing minute at each poll that closes a window
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "rec")])
+    assert result.exit_code == 0, result.output
+    timeline = json.loads((tmp_path / "rec" / "report.json").read_text())["timeline"]
+    assert [round(p["acceptance_rate"], 3) for p in timeline] == [0.75, round(350 / 600, 3), 0.55]
+    page = (tmp_path / "rec" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "2 failed" in page
 
 
 def test_watch_once_json(scripted) -> None:

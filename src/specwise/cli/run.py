@@ -113,11 +113,23 @@ def run(
 
 @app.command()
 @one_line_errors
-def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo.")) -> None:
-    """Rebuild the HTML, Markdown and JSON report of an experiment from its directory alone."""
+def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo, or by "
+                                         "specwise watch --record.")) -> None:
+    """Rebuild the HTML, Markdown and JSON report of an experiment (or of a recorded watch) from its directory
+    alone."""
     from specwise.experiment import findings_from_disk, stored_config, write_findings
 
     started = time.monotonic()
+    if (run_dir / "manifest.json").exists():
+        from specwise.report import write_watch_report
+        from specwise.results import load_run
+
+        run = load_run(run_dir)
+        if run.manifest.kind == "specwise.watch":
+            paths = write_watch_report(run)
+            Console().print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name})",
+                            highlight=False)
+            return
     config = stored_config(run_dir)
     _finish(write_findings(run_dir, findings_from_disk(run_dir, config)), run_dir, Console(), started)
 

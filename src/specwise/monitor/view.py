@@ -113,3 +113,16 @@ def views(url: str, polls: Sequence[Poll], now: float) -> list[ModelView]:
             running=last.get("vllm:num_requests_running"), waiting=last.get("vllm:num_requests_waiting"),
             kv_usage=kv, restarts=restarts(polls, model)))
     return out
+
+
+def timeline(polls: Sequence[Poll], model: str, span: float = 60.0) -> list[tuple[float, Figures, float | None]]:
+    """(t, the figures over the `span` before t, KV usage at t) at each successful poll that closes a window:
+    a recorded watch, replayed for a plot."""
+    out = []
+    for i, p in enumerate(polls):
+        if p.error is not None or model not in p.models:
+            continue
+        f = window_figures(polls[: i + 1], model, p.t_s, span)
+        if f is not None:
+            out.append((p.t_s, f, next((p.models[model][k] for k in KV_USAGE if k in p.models[model]), None)))
+    return out

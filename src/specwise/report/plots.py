@@ -138,3 +138,17 @@ def kv_plot(findings: Sequence[Finding], unit: str) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def watch_plot(points: Sequence[tuple[float, float | None, float | None]], break_even: float) -> str:
+    """A recorded watch: acceptance over the trailing minute and KV-cache usage, against time."""
+    fig, (ax,) = _figure(width=7.0)
+    ax.plot([t for t, a, _ in points if a is not None], [a for _, a, _ in points if a is not None],
+            color=COLORS[0], marker=".", label="acceptance (1 m)")
+    ax.plot([t for t, _, kv in points if kv is not None], [kv for _, _, kv in points if kv is not None],
+            color=COLORS[1], linestyle="--", label="KV-cache usage")
+    ax.axhline(break_even, color="#333333", linewidth=0.8, linestyle=":", label=f"break-even {break_even:.2f}")
+    ax.set(xlabel="s since the watch started", ylabel="share (0–1)", ylim=(0, 1.05), title="Recorded watch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
