@@ -170,3 +170,17 @@ def test_thresholds_from_an_experiment_replace_the_guides(tmp_path: Path) -> Non
             {"eval_time": "30m", "alertname": BREAK_EVEN,
              "exp_alerts": [expected(rules, BREAK_EVEN, {"model_name": "other-model", "instance": "a"}, 0.38,
                                      index=1)]}]}])
+
+
+@pytest.mark.parametrize("args", [[], ["--k", "4", "--tpot-p99-ms", "50"], ["--from", str(Path(__file__).parent / "fixtures" / "experiment-543882e")],
+                                  ["--break-even", "0.42"]])
+def test_every_generated_file_passes_promtool_check(tmp_path: Path, args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from specwise.cli import app
+
+    out = tmp_path / "rules.yml"
+    result = CliRunner().invoke(app, ["rules", "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    checked = subprocess.run([PROMTOOL, "check", "rules", str(out)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr

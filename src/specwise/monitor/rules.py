@@ -122,8 +122,12 @@ def _selector(model: str | None, others: Sequence[str] = ()) -> str:
     return "{model_name!~" + _regex(others) + "}" if others else ""
 
 
-def _alert(name: str, expr: str, for_: str, severity: str, summary: str, runbook: str) -> dict[str, Any]:
-    return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity},
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, runbook: str,
+           threshold: Threshold | None = None) -> dict[str, Any]:
+    labels = {"severity": severity}
+    if threshold is not None:   # one alert per threshold: the label tells them apart (and Prometheus wants it)
+        labels["threshold_for"] = threshold.model or ("other models" if threshold.others else "all models")
+    return {"alert": name, "expr": expr, "for": for_, "labels": labels,
             "annotations": {"summary": summary, "runbook": runbook}}
 
 
@@ -135,7 +139,7 @@ def break_even_alert(t: Threshold) -> dict[str, Any]:
         f"break-even {t.break_even:.2f} ({t.source})",
         "Speculation now costs more than it saves: turn it off (drop --speculative-config) or lower its batch "
         "limit (num_speculative_tokens_per_batch_size); check the traffic's temperatures and that the draft "
-        "still matches the target.")
+        "still matches the target.", t)
 
 
 def tpot_alert(t: Threshold) -> dict[str, Any] | None:
@@ -149,7 +153,7 @@ def tpot_alert(t: Threshold) -> dict[str, Any] | None:
         "{{ $labels.model_name }} on {{ $labels.instance }}: P99 TPOT {{ $value | printf \"%.3f\" }} s is above "
         f"the baseline's {1000 * t.tpot_p99_s:.1f} ms ({t.source})",
         "The load is past where speculation pays: lower the batch limit or turn speculation off above it; "
-        "compare with `specwise run` at today's load.")
+        "compare with `specwise run` at today's load.", t)
 
 
 def generic_alerts() -> list[dict[str, Any]]:
