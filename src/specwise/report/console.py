@@ -233,6 +233,6 @@ def watch_table(views: list[ModelView], break_even: float) -> Table:
             " ".join(f"{a:.2f}" for a in five.per_position.values()) if five and five.per_position else "–",
             f"{one.drafts_per_s:.1f}" if one and one.drafts_per_s is not None else "–",
             f"{one.output_tok_s:.1f}" if one and one.output_tok_s is not None else "–",
-            f"{v.running or 0:g}/{v.waiting or 0:g}", kv,
+            "–" if v.running is None else f"{v.running:g}/{v.waiting or 0:g}", kv,
             f"{five.preemptions:g}" if five and five.preemptions is not None else "–")
     return table
