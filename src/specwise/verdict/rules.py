@@ -257,8 +257,9 @@ def rule_monitoring(ev: Evidence) -> Rule:
     state = "no acceptance monitoring in place" if ev.monitoring is False else \
         "not stated whether acceptance is monitored (monitoring: in the experiment file)"
     return Rule(name="acceptance monitoring", status=Status.FAIL if ev.monitoring is False else Status.UNKNOWN,
-                blocking=False, role=Role.CONDITION, reason=f"{state}: acceptance drifts with traffic — install "
-                "`specwise rules` alerts before relying on speculation")
+                blocking=False, role=Role.CONDITION, reason=f"{state}: acceptance drifts with traffic — load the "
+                "alerts of `specwise rules --from EXP_DIR` (this experiment's break-even) into Prometheus before "
+                "relying on speculation")
 
 
 def acceptance_drop(name_a: str, acc_a: float | None, name_b: str, acc_b: float | None) -> Rule:
