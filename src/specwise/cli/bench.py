@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
+from specwise.cli import EXIT_INTERRUPTED, app
 from specwise.errors import SpecwiseError
 from specwise.workload import MIXED, PROMPT_SETS
 
@@ -30,7 +30,6 @@ def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str
 
 
 @app.command()
-@one_line_errors
 def bench(
     url: str = typer.Option(..., "--url", help="The server's root, e.g. http://127.0.0.1:8000."),
     api: str = typer.Option("completions", "--api", help="completions | chat: /v1/completions or "
@@ -121,7 +120,6 @@ def bench(
 
 
 @app.command("summarize")
-@one_line_errors
 def summarize_command(
     run_dir: Path = typer.Argument(..., help="A directory written by specwise bench (finished or not)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from specwise.catalog import Precision, custom_gpu, resolve_gpu, resolve_model
-from specwise.cli import app, one_line_errors
+from specwise.cli import app
 from specwise.engine.vllm import installed_vllm_version
 from specwise.errors import SpecwiseError
 from specwise.plan import PlanInputs, build_plan
@@ -21,7 +21,6 @@ EXIT_DOES_NOT_FIT = 1
 
 
 @app.command()
-@one_line_errors
 def plan(
     target: str = typer.Option(..., "--target", help="Target model: a built-in name (e.g. llama-3.1-70b), a local "
                                "Hugging Face model directory or a config.json."),

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
+from specwise.cli import EXIT_INTERRUPTED, app
 from specwise.errors import SpecwiseError
 
 if TYPE_CHECKING:
@@ -93,7 +93,6 @@ def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
 
 
 @app.command(epilog=EXAMPLE)
-@one_line_errors
 def run(
     file: Optional[Path] = typer.Argument(None, help="Experiment YAML file (see the example below)."),
     quick: bool = typer.Option(False, "--quick", help="The built-in experiment on the embedded pair: baseline, "
@@ -112,7 +111,6 @@ def run(
 
 
 @app.command()
-@one_line_errors
 def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo.")) -> None:
     """Rebuild the HTML, Markdown and JSON report of an experiment from its directory alone."""
     from specwise.experiment import findings_from_disk, stored_config, write_findings
@@ -123,7 +121,6 @@ def report(run_dir: Path = typer.Argument(..., help="A directory written by spec
 
 
 @app.command()
-@one_line_errors
 def demo(out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default "
                                             "specwise-runs/demo-TIME); an existing one is resumed.")) -> None:
     """The whole loop on the embedded CPU pair: builds the pair if needed, then `specwise run --quick`, the

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from specwise.cli import app, one_line_errors
+from specwise.cli import app
 from specwise.engine import require_vllm
 from specwise.engine.server import MODES, EngineError, ServerSpec, VllmServer, embedded
 from specwise.errors import SpecwiseError
@@ -24,7 +24,6 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 @app.command()
-@one_line_errors
 def serve(
     mode: str = typer.Option("draft", "--mode", help=f"{' | '.join(MODES)}: no speculation, a draft model, or "
                              "n-gram prompt lookup."),
