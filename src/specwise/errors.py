@@ -43,10 +43,14 @@ def check_number(field: str, value: float, low: float = -math.inf, high: float =
     if finite and (value > low if above else value >= low) and value <= high:
         return value
     if high == math.inf:
-        bounds = f"{'>' if above else '≥'} {low:g}"
+        bounds = f"{'>' if above else '>='} {_bound(low)}"
     else:
-        bounds = f"in {'(' if above else '['}{low:g}, {high:g}]"
+        bounds = f"in {'(' if above else '['}{_bound(low)}, {_bound(high)}]"
     raise SpecwiseError(field, f"must be a finite number {bounds}, got {shown(value)}", fix)
+
+
+def _bound(x: float) -> str:
+    return f"{int(x):_}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def field_path(loc: tuple[Any, ...], root: str = "experiment") -> str:

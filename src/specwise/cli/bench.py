@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specwise.cli import EXIT_INTERRUPTED, app
-from specwise.errors import SpecwiseError
-from specwise.workload import MIXED, PROMPT_SETS
+from specwise.errors import SpecwiseError, check_number, check_out_dir, check_url, shown
+from specwise.workload import MAX_REQUESTS, MIXED, PROMPT_SETS
 
 if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when a command needs them
     from specwise.results import Manifest, RequestRecord
@@ -24,8 +24,7 @@ if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when 
 def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str, float]:
     slos = {name: value for name, value in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e)) if value is not None}
     for name, value in slos.items():
-        if not value > 0:
-            raise SpecwiseError(f"--slo-{name}-ms", f"must be > 0 ms, got {value}", "e.g. 50")
+        check_number(f"--slo-{name}-ms", value, 0, fix="milliseconds, e.g. 50", above=True)
     return slos
 
 
@@ -75,22 +74,23 @@ def bench(
     from specwise.load import BenchConfig, execute_bench, read_api_key
 
     if api not in ("completions", "chat"):
-        raise SpecwiseError("--api", f"unknown API {api!r}", "use completions or chat")
+        raise SpecwiseError("--api", f"unknown API {shown(api)}", "use completions or chat")
     if arrivals not in ("poisson", "constant"):
-        raise SpecwiseError("--arrivals", f"unknown arrival process {arrivals!r}", "use poisson or constant")
-    for name, value in (("--max-tokens", max_tokens), ("--k", k if k is not None else 1)):
-        if value < 1:
-            raise SpecwiseError(name, f"must be ≥ 1, got {value}", "e.g. 4")
-    for name, seconds in (("--scrape-interval", scrape_interval), ("--timeout", timeout)):
-        if not seconds > 0:
-            raise SpecwiseError(name, f"must be > 0 s, got {seconds}", "e.g. 2")
+        raise SpecwiseError("--arrivals", f"unknown arrival process {shown(arrivals)}", "use poisson or constant")
+    check_url(url)
+    check_number("--max-tokens", max_tokens, 1, MAX_REQUESTS, "e.g. 128")
+    if k is not None:
+        check_number("--k", k, 1, 64, "e.g. 4")
+    # A scrape takes a request and a parse of the server's whole /metrics page: more often starves the load.
+    check_number("--scrape-interval", scrape_interval, 0.1, fix="seconds, e.g. 2")
+    check_number("--timeout", timeout, 0, fix="seconds, e.g. 120", above=True)
     config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
                          burstiness=burstiness, requests=requests, duration_s=duration, warmup=warmup,
                          max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
                          temperatures=temperatures, dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
                          scrape_interval_s=scrape_interval,
                          stall_timeout_s=timeout, slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
-    out = out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    out = check_out_dir(out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}")
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[live]}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as progress:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specwise.cli import EXIT_INTERRUPTED, app
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_out_dir
 
 if TYPE_CHECKING:
     from specwise.experiment import ExperimentConfig
@@ -107,7 +107,7 @@ def run(
     if (file is None) == (not quick):
         raise SpecwiseError("FILE/--quick", "give an experiment file or --quick", "e.g. specwise run exp.yaml")
     config = quick_config() if quick else load_config(file)  # type: ignore[arg-type]
-    _run(config, out or Path("specwise-runs") / f"{config.name}-{_stamp()}", Console(stderr=False))
+    _run(config, check_out_dir(out or Path("specwise-runs") / f"{config.name}-{_stamp()}"), Console(stderr=False))
 
 
 @app.command()
@@ -130,7 +130,8 @@ def demo(out: Optional[Path] = typer.Option(None, "--out", help="Experiment dire
     from specwise.experiment import quick_config
 
     console = Console()
+    out = check_out_dir(out or Path("specwise-runs") / f"demo-{_stamp()}")
     require_vllm()
     ensure_pair(lambda m: console.print(m, highlight=False))
     config = quick_config().model_copy(update={"name": "demo"})
-    _run(config, out or Path("specwise-runs") / f"demo-{_stamp()}", console)
+    _run(config, out, console)

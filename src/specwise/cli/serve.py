@@ -14,7 +14,7 @@ from rich.console import Console
 from specwise.cli import app
 from specwise.engine import require_vllm
 from specwise.engine.server import MODES, EngineError, ServerSpec, VllmServer, embedded
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_number, check_out_dir
 
 EXIT_ENGINE_FAILED = 1
 
@@ -46,8 +46,14 @@ def serve(
                                                "(default: the installed one, else the newest known)."),
 ) -> None:
     """Start a real vLLM server (CPU build here, any vLLM elsewhere), wait until it answers, keep it up until Ctrl-C."""
-    if k < 1:
-        raise SpecwiseError("--k", f"must be at least 1, got {k}", "use e.g. --k 4")
+    # All before anything is built or started, --print-command or not.
+    check_number("--k", k, 1, 16, "use e.g. --k 4")
+    check_number("--port", port, 0, 65535, "e.g. --port 8000, or 0 for any free port")
+    check_number("--max-model-len", max_model_len, 1, 100_000_000, "a number of tokens, e.g. 1024")
+    check_number("--kv-cache-gb", kv_cache_gb, 1, 1_000_000, "GiB of memory for the KV cache, e.g. 2")
+    check_number("--ready-timeout", ready_timeout, 0, fix="seconds, e.g. 900", above=True)
+    if not print_command:
+        check_out_dir(log_dir, "--log-dir")
     console = Console(stderr=True)
     common = dict(k=k, host=host, port=port, max_model_len=max_model_len, kv_cache_space_gb=kv_cache_gb)
     if model is None:

@@ -32,7 +32,7 @@ def parse_temperature_mix(text: str, field: str = "--temperatures") -> Mix:
         mix.append((t, w))
     if not mix:
         raise SpecwiseError(field, "empty mix", "e.g. 0.1:60,1.0:40")
-    total = math.fsum(w for _, w in mix)
+    total = sum(w for _, w in mix)
     if not total < math.inf:
         raise SpecwiseError(field, "the weights add up past the largest float", "use percentages, e.g. 0.1:60,1.0:40")
     return tuple((t, w / total) for t, w in mix)
