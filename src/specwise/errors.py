@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -100,15 +101,17 @@ def read_model(path: Path, model: type[M], field: str, fix: str) -> M:
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
             raise SpecwiseError(field, f"{path} is not valid JSON (truncated?)", fix) from None
-        raise validation_error(exc, str(path), fix) from None
+        where = field_path(tuple(err["loc"]), "")
+        raise SpecwiseError(field, f"{path}{f' at {where}' if where else ''}: {err['msg']}", fix) from None
     except RecursionError:
         raise SpecwiseError(field, f"{path} is nested too deeply", fix) from None
 
 
 def check_out_dir(path: Path, field: str = "--out") -> Path:
-    """Fail before any work when `path` cannot become a writable directory; creates nothing."""
+    """Fail before any work when `path` cannot become a writable directory; leaves nothing behind."""
     fix = "give a writable directory path"
     if path.exists() and not path.is_dir():
         raise SpecwiseError(field, f"{path} exists and is not a directory", fix)
@@ -120,8 +123,12 @@ def check_out_dir(path: Path, field: str = "--out") -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise SpecwiseError(field, f"{ancestor} is not a directory", fix)
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise SpecwiseError(field, f"{ancestor} is not writable", fix)
+    try:
+        # A real try, not os.access: root passes that everywhere, and a read-only or virtual file system
+        # (/proc, a full disk) says no only when asked to create.
+        os.rmdir(tempfile.mkdtemp(prefix=".specwise-probe-", dir=ancestor))
+    except OSError as exc:
+        raise SpecwiseError(field, f"cannot create a directory in {ancestor}: {exc.strerror or exc}", fix) from None
     return path
 
 

@@ -128,7 +128,11 @@ def summarize_command(
     from specwise.results import load_run
 
     run = load_run(run_dir)
-    _finish(run_dir, run.manifest.config.get("slo_ms") or {}, as_json)
+    slo_ms = run.manifest.config.get("slo_ms") or {}
+    if not (isinstance(slo_ms, dict) and all(isinstance(v, (int, float)) and v > 0 for v in slo_ms.values())):
+        raise SpecwiseError("RUN_DIR", f"{run_dir}/manifest.json: config.slo_ms is not milliseconds by latency",
+                            "give a directory written by specwise bench")
+    _finish(run_dir, slo_ms, as_json)
 
 
 def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:

@@ -105,8 +105,8 @@ def measured_alpha(run_dir: Path) -> tuple[float, str]:
     run = load_run(run_dir)
     window = summarize(run).acceptance.server
     k = run.manifest.config.get("k")
-    if not window or not window.mean_acceptance_length or not k:
+    if not window or not window.mean_acceptance_length or not isinstance(k, int) or not 1 <= k <= 64:
         raise SpecwiseError("--acceptance-from", f"{run_dir} has no speculative-decoding counters with a known k",
                             "give a run of a speculative server made with --k")
-    alpha = alpha_for(window.mean_acceptance_length, int(k))
+    alpha = alpha_for(window.mean_acceptance_length, k)
     return alpha, f"measured in {run_dir}: {window.mean_acceptance_length:.2f} tokens per step at k={k}"

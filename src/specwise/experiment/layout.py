@@ -106,6 +106,8 @@ def stored_config(root: Path) -> ExperimentConfig:
 def iter_cell_dirs(root: Path) -> Iterator[tuple[str, str, str, int, Path]]:
     """(workload, load label, server, rep, directory) of every stored cell."""
     for directory in sorted((root / "cells").glob("*/*/*/rep*")):
+        if not directory.name.removeprefix("rep").isdigit():
+            continue  # not a cell specwise wrote (rep1.bak, a stray file)
         workload, label, server = directory.parts[-4:-1]
         yield workload, label, server, int(directory.name.removeprefix("rep")), directory
 
