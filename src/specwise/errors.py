@@ -113,11 +113,11 @@ def read_model(path: Path, model: type[M], field: str, fix: str) -> M:
 def check_out_dir(path: Path, field: str = "--out") -> Path:
     """Fail before any work when `path` cannot become a writable directory; leaves nothing behind."""
     fix = "give a writable directory path"
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:   # NAME_MAX of every common file system
+            raise SpecwiseError(field, f"a name in {shown(str(path))} is longer than 255 bytes", fix)
     if path.exists() and not path.is_dir():
         raise SpecwiseError(field, f"{path} exists and is not a directory", fix)
-    for part in path.parts:
-        if len(os.fsencode(part)) > 255:
-            raise SpecwiseError(field, f"a name in {shown(str(path))} is longer than 255 bytes", fix)
     ancestor = path.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
