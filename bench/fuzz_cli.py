@@ -113,7 +113,8 @@ class Files:
 
     def datasets(self) -> list[str]:
         return [self.write("data/no-prompt.jsonl", '{"id": 1}\n'), self.write("data/number.jsonl", '{"prompt": 5}\n'),
-                self.write("data/list-row.jsonl", "[1]\n"), self.write("data/sharegpt-bad.json", '[{"conversations": 5}]'),
+                self.write("data/list-row.jsonl", "[1]\n"),
+                self.write("data/sharegpt-bad.json", '[{"conversations": 5}]'),
                 self.write("data/sharegpt-num.json", '[{"conversations": [{"from": "human", "value": 7}]}]'),
                 self.write("data/torn.jsonl", '{"prompt": "a"}\n{"prom'), self.write("data/nothing.jsonl", "\n\n")]
 

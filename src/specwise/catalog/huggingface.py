@@ -33,7 +33,8 @@ def read_hf_model(path: Path, field: str) -> Architecture:
         raise SpecwiseError(field, f"{config_path} holds a JSON {type(config).__name__}, not an object", CONFIG_FIX)
     name = config_path.parent.name if path.is_dir() or path.name == "config.json" else path.stem
     arch = architecture_from_config(config, name=name, source=str(config_path), field=field)
-    return replace(arch, tokenizer_fingerprint=tokenizer_fingerprint(config_path.parent, field), path=str(config_path.parent))
+    return replace(arch, tokenizer_fingerprint=tokenizer_fingerprint(config_path.parent, field),
+                   path=str(config_path.parent))
 
 
 def _dimension(config: dict[str, Any], key: str, source: str, field: str) -> int:

@@ -96,7 +96,8 @@ class OneLineErrors(TyperGroup):
                 exc.show()  # type: ignore[attr-defined]
             else:
                 ctx = getattr(exc, "ctx", None)
-                say_error(f"{exc.format_message().rstrip('.')}; see `{ctx.command_path if ctx else 'specwise'} --help`")  # type: ignore[attr-defined]
+                where = ctx.command_path if ctx else "specwise"
+                say_error(f"{exc.format_message().rstrip('.')}; see `{where} --help`")  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         sys.exit(code if isinstance(code, int) else 0)
 

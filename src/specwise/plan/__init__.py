@@ -113,7 +113,8 @@ def validate(inputs: PlanInputs) -> tuple[int, int, int | None]:
         raise SpecwiseError("--k", f"must be in 1..16, got {inputs.k}", "3 to 5 is typical for a draft model")
     if inputs.overhead_gb is not None:
         check_number("--overhead-gb", inputs.overhead_gb, 0, fix="omit it for the estimate")
-    for name, count in (("--gpus", inputs.num_gpus), ("--target-tp", inputs.target_tp), ("--draft-tp", inputs.draft_tp)):
+    for name, count in (("--gpus", inputs.num_gpus), ("--target-tp", inputs.target_tp),
+                        ("--draft-tp", inputs.draft_tp)):
         if count is not None:  # 0 would read as "not given" below
             check_number(name, count, 1, MAX_GPUS, "e.g. 2")
     tp = inputs.target_tp or inputs.num_gpus or 1

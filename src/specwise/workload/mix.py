@@ -24,7 +24,8 @@ def parse_temperature_mix(text: str, field: str = "--temperatures") -> Mix:
         try:
             t, w = float(temp), float(weight) if weight else 1.0
         except ValueError:
-            raise SpecwiseError(field, f"cannot read {shown(part)}", "write TEMP:WEIGHT pairs, e.g. 0.1:60,1.0:40") from None
+            raise SpecwiseError(field, f"cannot read {shown(part)}",
+                                "write TEMP:WEIGHT pairs, e.g. 0.1:60,1.0:40") from None
         # Written so that NaN fails: every comparison with NaN is false.
         if not (0 <= t <= MAX_TEMPERATURE and 0 < w < math.inf):
             raise SpecwiseError(field, f"{shown(part)}: temperature must be in [0, {MAX_TEMPERATURE:g}] and weight a "
