@@ -101,11 +101,11 @@ def read_model(path: Path, model: type[M], field: str, fix: str) -> M:
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        if err["type"] == "json_invalid":
+        if exc.errors()[0]["type"] == "json_invalid":
             raise SpecwiseError(field, f"{path} is not valid JSON (truncated?)", fix) from None
-        where = field_path(tuple(err["loc"]), "")
-        raise SpecwiseError(field, f"{path}{f' at {where}' if where else ''}: {err['msg']}", fix) from None
+        inner = validation_error(exc, "", fix)
+        raise SpecwiseError(field, f"{path}{f' at {inner.field}' if inner.field else ''}: {inner.problem}",
+                            fix) from None
     except RecursionError:
         raise SpecwiseError(field, f"{path} is nested too deeply", fix) from None
 

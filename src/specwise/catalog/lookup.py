@@ -72,7 +72,7 @@ def resolve_model(name: str, field: str) -> Architecture:
     path = Path(name).expanduser()
     try:
         local = path.exists()
-    except (OSError, ValueError):  # a name too long for a path, or one with a NUL: not a directory, so a name
+    except OSError:  # too long to be a path (ENAMETOOLONG): a model name, then
         local = False
     if local:
         return read_hf_model(path, field)
