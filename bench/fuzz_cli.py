@@ -252,6 +252,9 @@ def cases(files: Files) -> list[tuple[str, list[str]]]:
         **{o: TEXTS for o in ("--mode", "--host", "--dtype", "--vllm-version")},
         "--model": [*TEXTS, *models], "--log-dir": outputs}))
     add("serve", [["serve", "--model", m, "--draft", d, "--print-command"] for m, d in (("", ""), ("/t", "\x00"))])
+    # Without --print-command: only what must be refused before the pair is built (the trap counts the rest).
+    add("serve", option_cases(["serve"], [], {"--mode": TEXTS, "--k": INTS, "--ready-timeout": FLOATS,
+                                              "--log-dir": outputs}))
 
     bench = ["--url", DEAD_URL, "--concurrency", "1", "--requests", "2", "--timeout", "2"]
     add("bench", option_cases(["bench"], bench, {

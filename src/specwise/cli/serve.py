@@ -51,7 +51,7 @@ def serve(
     check_number("--port", port, 0, 65535, "e.g. --port 8000, or 0 for any free port")
     check_number("--max-model-len", max_model_len, 1, 100_000_000, "a number of tokens, e.g. 1024")
     check_number("--kv-cache-gb", kv_cache_gb, 1, 1_000_000, "GiB of memory for the KV cache, e.g. 2")
-    check_number("--ready-timeout", ready_timeout, 0, fix="seconds, e.g. 900", above=True)
+    check_number("--ready-timeout", ready_timeout, 1, fix="seconds (vLLM takes at least a few), e.g. 900")
     if not print_command:
         check_out_dir(log_dir, "--log-dir")
     console = Console(stderr=True)
@@ -59,11 +59,10 @@ def serve(
     if model is None:
         if draft is not None:
             raise SpecwiseError("--draft", "a draft needs its own target", "give --model TARGET_DIR too")
-        spec = embedded(mode, log=lambda msg: console.print(msg, highlight=False), build=not print_command, **common,
-                        **({"dtype": dtype} if dtype else {}))
+        spec = embedded(mode, build=False, **common, **({"dtype": dtype} if dtype else {}))
     else:
         spec = ServerSpec(model=model, mode=mode, draft=draft, dtype=dtype, **common)
-        spec.options()  # validates --mode / --draft before anything starts
+    spec.options()  # validates --mode / --draft before the pair is built or anything starts
     if print_command:
         command = spec.command(vllm_version=vllm_version)
         print(command.shell)
@@ -71,6 +70,10 @@ def serve(
             console.print(f"note: {note}", highlight=False)
         return
     require_vllm()
+    if model is None:
+        from specwise.engine.pair import ensure_pair
+
+        ensure_pair(lambda msg: console.print(msg, highlight=False))  # the paths `spec` names, built on first use
     server = VllmServer(spec, log_dir, ready_timeout_s=ready_timeout)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
