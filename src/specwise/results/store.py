@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from specwise.errors import SpecwiseError, read_model
 from specwise.results.schema import MANIFEST, METRICS, REQUESTS, Manifest, MetricSample, RequestRecord, Run
 
+RUN_FIX = "give a directory written by specwise bench"
+
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -72,9 +74,6 @@ def _read_lines(path: Path, model: type[BaseModel]) -> list[Any]:
         except ValueError:
             continue  # a line torn by a crash mid-write
     return records
-
-
-RUN_FIX = "give a directory written by specwise bench"
 
 
 def load_run(directory: Path) -> Run:
