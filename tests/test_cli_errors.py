@@ -169,6 +169,43 @@ def test_a_bug_is_one_line_internal_error_exit_1_and_debug_shows_the_traceback(m
     assert isinstance(debug.exception, KeyError)
 
 
+def _validation_error() -> Exception:
+    from pydantic import BaseModel, ValidationError
+
+    class Limits(BaseModel):
+        tpot_ms: float
+
+    try:
+        Limits.model_validate({"tpot_ms": "fast"})
+    except ValidationError as exc:
+        return exc
+    raise AssertionError
+
+
+@pytest.mark.parametrize("raised, line", [
+    (lambda: PermissionError(13, "Permission denied", "/srv/out/summary.json"),
+     "error: '/srv/out/summary.json': Permission denied; check the path, its permissions and the free space"),
+    (lambda: b"\xff".decode(), "error: input: a file is not UTF-8 text; save it as UTF-8"),
+    (lambda: "é".encode("ascii"), "error: input: 'é' cannot be sent: not ASCII; use ASCII characters only"),
+    (lambda: RecursionError("maximum recursion depth exceeded"), "error: input: nested too deeply; flatten it"),
+    (lambda: __import__("httpx").InvalidURL("Invalid port: 'x'"),
+     "error: --url: Invalid port: 'x'; write it like http://127.0.0.1:8000"),
+    (_validation_error, "error: tpot_ms: Input should be a valid number, unable to parse string as a number; "
+                        "check the input"),
+])
+def test_what_no_check_foresaw_is_still_one_line_at_the_edge(monkeypatch: pytest.MonkeyPatch,
+                                                            raised: Callable[[], object], line: str) -> None:
+    import specwise.cli.plan
+
+    def failing(*args: object, **kwargs: object) -> None:
+        error = raised()   # some raise while being built (a decode), the others are returned
+        raise error  # type: ignore[misc]
+
+    monkeypatch.setattr(specwise.cli.plan, "build_plan", failing)
+    result = CliRunner().invoke(app, PLAN)
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [line]
+
+
 def test_markup_in_a_value_is_printed_as_typed() -> None:
     result = CliRunner().invoke(app, [*PLAN, "--target", "[bold]x[/]"])
     assert result.exit_code == 2 and "'[bold]x[/]'" in result.stderr
