@@ -324,7 +324,8 @@ def outcome(args: list[str]) -> tuple[str, str]:
     lines = result.stderr.strip().splitlines()
     if result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"):
         return "clean", lines[0]
-    return "other", f"exit {result.exit_code}: {' | '.join(lines)[:200] or result.stdout[:100]}"
+    first = (lines or result.stdout.strip().splitlines() or [""])[0]
+    return "other", f"exit {result.exit_code}: {first[:160]}"
 
 
 def main() -> None:
