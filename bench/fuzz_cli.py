@@ -84,7 +84,7 @@ class Files:
     def outputs(self) -> list[str]:
         """Bad directories where one is written: all must be refused before any work."""
         existing = self.write("an-existing-file", "x")
-        return [existing, f"{existing}/below", str(self.root / ("o" * 300)), f"/proc/{'specwise-out'}/x",
+        return [existing, f"{existing}/below", str(self.root / ("o" * 300)), "/proc/specwise-out/x",
                 "/dev/null"]
 
     def model_dirs(self) -> list[str]:
@@ -99,17 +99,16 @@ class Files:
                  "quant": {"quantization_config": "int4"}, "moe-bad": {"num_local_experts": 8,
                                                                         "num_experts_per_tok": "two"},
                  "window": {"sliding_window": 4096, "sliding_window_pattern": "six"}}
-        dirs = [self.write(f"models/{name}/config.json", json.dumps({**good, **edit})) for name, edit in edits.items()]
-        dirs = [str(Path(d).parent) for d in dirs]
-        dirs.append(self.write("models/a-string.json", json.dumps("llama")))
-        dirs.append(self.write("models/a-list.json", json.dumps([good])))
-        dirs.append(self.write("models/nan.json", json.dumps({**good, "hidden_size": float("nan")})))
-        dirs.append(self.write("models/truncated/config.json", json.dumps(good)[:40]).rsplit("/", 1)[0])
-        dirs.append(self.write("models/latin1/config.json", "{\"model_type\": \"llam\xe9\"}".encode("latin-1"))
-                    .rsplit("/", 1)[0])
-        self.write("models/bad-tokenizer/config.json", json.dumps(good))
-        dirs.append(self.write("models/bad-tokenizer/tokenizer.json", "[1, 2]").rsplit("/", 1)[0])
-        return dirs
+        def model(name: str, config: str | bytes) -> str:
+            return str(Path(self.write(f"models/{name}/config.json", config)).parent)
+
+        self.write("models/bad-tokenizer/tokenizer.json", "[1, 2]")
+        return [*(model(name, json.dumps({**good, **edit})) for name, edit in edits.items()),
+                model("truncated", json.dumps(good)[:40]), model("bad-tokenizer", json.dumps(good)),
+                model("latin1", "{\"model_type\": \"llam\xe9\"}".encode("latin-1")),
+                self.write("models/a-string.json", json.dumps("llama")),
+                self.write("models/a-list.json", json.dumps([good])),
+                self.write("models/nan.json", json.dumps({**good, "hidden_size": float("nan")}))]
 
     def datasets(self) -> list[str]:
         return [self.write("data/no-prompt.jsonl", '{"id": 1}\n'), self.write("data/number.jsonl", '{"prompt": 5}\n'),
