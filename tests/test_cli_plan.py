@@ -64,7 +64,7 @@ def test_custom_gpu():
 @pytest.mark.parametrize("extra,flag,hint", [
     (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization", "(0, 1]"),
     (["--gpu-memory-utilization", "0"], "--gpu-memory-utilization", "(0, 1]"),
-    (["--context", "-5"], "--context", "positive"),
+    (["--context", "-5"], "--context", "[1, "),
     (["--target-tp", "3", "--gpus", "3"], "--target-tp", "use one of"),
     (["--draft-tp", "3"], "--draft-tp", "1 or 2"),
     (["--draft-tp", "1"], "--draft-tp", "--draft-tp 2"),

@@ -39,7 +39,7 @@ def test_a_good_file() -> None:
 
 @pytest.mark.parametrize(("edit", "field"), [
     (("loads: {concurrency: [4, 1]}", "loads: {concurrency: [4, 1], rate: [1]}"), "loads"),
-    (("loads: {concurrency: [4, 1]}", "loads: {concurrency: [0]}"), "loads"),
+    (("loads: {concurrency: [4, 1]}", "loads: {concurrency: [0]}"), "loads.concurrency[0]"),
     (('temperatures: "0.1:60,1.0:40"', 'temperatures: "hot"'), "workloads[1].temperatures"),
     (("dataset: mixed", "dataset: nosuchset"), "workloads[1].dataset"),
     (("requests: 16", "requests: 2"), "requests"),

@@ -228,7 +228,7 @@ def test_rules_cli_writes_files_and_refuses_bad_values(tmp_path: Path) -> None:
         result = runner.invoke(app, ["rules", *bad])
         assert result.exit_code == 2, (bad, result.output)
     result = runner.invoke(app, ["watch", "localhost:8000", "--once"])
-    assert result.exit_code == 2 and "http(s) URL" in result.output
+    assert result.exit_code == 2 and "http(s) URL" in result.output, result.output
 
 
 def test_threshold_selector_quotes_model_names() -> None:

@@ -12,7 +12,9 @@ from typing import Any
 from specwise.catalog.architecture import Architecture
 from specwise.catalog.gpu import GPU
 from specwise.catalog.huggingface import read_hf_model
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_number
+
+MAX_GPU_FIGURE = 1e9   # GB, TB/s or TFLOP/s: a million times today's GPUs, still far from overflowing the plan
 
 
 def _normalize(name: str) -> str:
@@ -57,9 +59,9 @@ def resolve_gpu(name: str, field: str = "--gpu") -> GPU:
 
 def custom_gpu(memory_gb: float, bandwidth_tbs: float, bf16_tflops: float, eight_bit_tflops: float | None) -> GPU:
     for field, value in (("--gpu-memory-gb", memory_gb), ("--gpu-bandwidth-tbs", bandwidth_tbs),
-                         ("--gpu-tflops", bf16_tflops)):
-        if value <= 0:
-            raise SpecwiseError(field, f"must be positive, got {value}", "give the GPU's datasheet figure")
+                         ("--gpu-tflops", bf16_tflops), ("--gpu-8bit-tflops", eight_bit_tflops)):
+        if value is not None:
+            check_number(field, value, 0, MAX_GPU_FIGURE, "give the GPU's datasheet figure", above=True)
     return GPU(key="custom", name=f"custom GPU ({memory_gb:g} GB)", memory_gb=memory_gb,
                bandwidth_tbs=bandwidth_tbs, bf16_tflops=bf16_tflops,
                eight_bit_tflops=eight_bit_tflops or bf16_tflops, source="command-line flags")
@@ -68,7 +70,11 @@ def custom_gpu(memory_gb: float, bandwidth_tbs: float, bf16_tflops: float, eight
 def resolve_model(name: str, field: str) -> Architecture:
     """A built-in name (case-insensitive), a model directory or a config.json path."""
     path = Path(name).expanduser()
-    if path.exists():
+    try:
+        local = path.exists()
+    except OSError:  # too long to be a path (ENAMETOOLONG): a model name, then
+        local = False
+    if local:
         return read_hf_model(path, field)
     models = builtin_models()
     key = _normalize(name)

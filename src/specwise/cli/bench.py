@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
-from specwise.errors import SpecwiseError
-from specwise.workload import MIXED, PROMPT_SETS
+from specwise.cli import EXIT_INTERRUPTED, app
+from specwise.errors import SpecwiseError, check_number, check_out_dir, check_url, shown
+from specwise.workload import MAX_REQUESTS, MIXED, PROMPT_SETS
 
 if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when a command needs them
     from specwise.results import Manifest, RequestRecord
@@ -25,13 +25,11 @@ if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when 
 def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str, float]:
     slos = {name: value for name, value in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e)) if value is not None}
     for name, value in slos.items():
-        if not value > 0:
-            raise SpecwiseError(f"--slo-{name}-ms", f"must be > 0 ms, got {value}", "e.g. 50")
+        check_number(f"--slo-{name}-ms", value, 0, fix="milliseconds, e.g. 50", above=True)
     return slos
 
 
 @app.command()
-@one_line_errors
 def bench(
     url: str = typer.Option(..., "--url", help="The server's root, e.g. http://127.0.0.1:8000."),
     api: str = typer.Option("completions", "--api", help="completions | chat: /v1/completions or "
@@ -79,16 +77,17 @@ def bench(
     from specwise.load import BenchConfig, execute_bench, read_api_key
 
     if api not in ("completions", "chat"):
-        raise SpecwiseError("--api", f"unknown API {api!r}", "use completions or chat")
+        raise SpecwiseError("--api", f"unknown API {shown(api)}", "use completions or chat")
     if arrivals not in ("poisson", "constant"):
-        raise SpecwiseError("--arrivals", f"unknown arrival process {arrivals!r}", "use poisson or constant")
-    for name, value in (("--max-tokens", max_tokens), ("--k", k if k is not None else 1)):
-        if value < 1:
-            raise SpecwiseError(name, f"must be ≥ 1, got {value}", "e.g. 4")
-    for name, seconds in (("--scrape-interval", scrape_interval), ("--timeout", timeout),
-                          ("--request-timeout", request_timeout)):
-        if not seconds > 0:
-            raise SpecwiseError(name, f"must be > 0 s, got {seconds}", "e.g. 2")
+        raise SpecwiseError("--arrivals", f"unknown arrival process {shown(arrivals)}", "use poisson or constant")
+    check_url(url)
+    check_number("--max-tokens", max_tokens, 1, MAX_REQUESTS, "e.g. 128")
+    if k is not None:
+        check_number("--k", k, 1, 64, "e.g. 4")
+    # A scrape takes a request and a parse of the server's whole /metrics page: more often starves the load.
+    check_number("--scrape-interval", scrape_interval, 0.1, fix="seconds, e.g. 2")
+    check_number("--timeout", timeout, 0, fix="seconds, e.g. 120", above=True)
+    check_number("--request-timeout", request_timeout, 0, fix="seconds, e.g. 600", above=True)
     config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
                          burstiness=burstiness, requests=requests, duration_s=duration, warmup=warmup,
                          max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
@@ -96,7 +95,7 @@ def bench(
                          scrape_interval_s=scrape_interval,
                          stall_timeout_s=timeout, request_timeout_s=request_timeout,
                          slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
-    out = out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    out = check_out_dir(out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}")
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[live]}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as progress:
@@ -128,7 +127,6 @@ def bench(
 
 
 @app.command("summarize")
-@one_line_errors
 def summarize_command(
     run_dir: Path = typer.Argument(..., help="A directory written by specwise bench (finished or not)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -137,7 +135,11 @@ def summarize_command(
     from specwise.results import load_run
 
     run = load_run(run_dir)
-    _finish(run_dir, run.manifest.config.get("slo_ms") or {}, as_json)
+    slo_ms = run.manifest.config.get("slo_ms") or {}
+    if not (isinstance(slo_ms, dict) and all(isinstance(v, (int, float)) and v > 0 for v in slo_ms.values())):
+        raise SpecwiseError("RUN_DIR", f"{run_dir}/manifest.json: config.slo_ms is not milliseconds by latency",
+                            "give a directory written by specwise bench")
+    _finish(run_dir, slo_ms, as_json)
 
 
 def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:

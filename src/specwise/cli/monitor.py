@@ -4,25 +4,23 @@ dashboard, with thresholds from an experiment when given one)."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from specwise.cli import app, one_line_errors
-from specwise.errors import SpecwiseError
+from specwise.cli import app
+from specwise.errors import SpecwiseError, check_number, check_out_dir, check_url
 from specwise.thresholds import ACCEPT_OFF
 
 
 def _fraction(name: str, value: float | None) -> None:
-    if value is not None and not 0 < value < 1:
-        raise SpecwiseError(name, f"must be an acceptance between 0 and 1, got {value}", "e.g. 0.5")
+    if value is not None:
+        check_number(name, value, 0, 1, "an acceptance, e.g. 0.5", above=True)
 
 
 @app.command()
-@one_line_errors
 def watch(
     urls: list[str] = typer.Argument(..., help="Server roots, e.g. http://127.0.0.1:8000 (their /metrics is read)."),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
@@ -44,12 +42,12 @@ def watch(
     from specwise.monitor import watch as run_watch
     from specwise.report import watch_table
 
-    if not (math.isfinite(interval) and 0.1 <= interval <= 3600):
-        raise SpecwiseError("--interval", f"must be 0.1–3600 s, got {interval}", "e.g. --interval 2")
+    check_number("--interval", interval, 0.1, 3600, "seconds, e.g. 2")
     _fraction("--break-even", break_even)
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise SpecwiseError("URL", f"{url!r} is not an http(s) URL", "e.g. http://127.0.0.1:8000")
+        check_url(url, "URL")
+    if record is not None:
+        check_out_dir(record, "--record")
     if as_json and not once:
         raise SpecwiseError("--json", "needs --once", "specwise watch URL --once --json")
     key = read_api_key(api_key_env, api_key_file)
@@ -72,7 +70,6 @@ def watch(
 
 
 @app.command()
-@one_line_errors
 def rules(
     from_dir: Optional[Path] = typer.Option(None, "--from", help="An experiment directory: alert thresholds from "
                                             "its measurements (break-even acceptance and the baseline's P99 TPOT at "
@@ -93,10 +90,10 @@ def rules(
     from specwise.monitor import GUIDE, Threshold, dashboard, rule_groups, thresholds_from_findings
 
     _fraction("--break-even", break_even)
-    if k is not None and not 1 <= k <= 64:
-        raise SpecwiseError("--k", f"must be 1–64, got {k}", "e.g. --k 4")
-    if tpot_p99_ms is not None and not (math.isfinite(tpot_p99_ms) and tpot_p99_ms > 0):
-        raise SpecwiseError("--tpot-p99-ms", f"must be a positive number of ms, got {tpot_p99_ms}", "e.g. 50")
+    if k is not None:
+        check_number("--k", k, 1, 64, "e.g. 4")
+    if tpot_p99_ms is not None:
+        check_number("--tpot-p99-ms", tpot_p99_ms, 0, fix="milliseconds, e.g. 50", above=True)
     thresholds = [GUIDE]
     if from_dir is not None:
         from specwise.experiment import findings_from_disk, served_models

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from specwise.catalog import Precision, custom_gpu, resolve_gpu, resolve_model
-from specwise.cli import app, one_line_errors
+from specwise.cli import app
 from specwise.engine.vllm import installed_vllm_version
 from specwise.errors import SpecwiseError
 from specwise.plan import PlanInputs, build_plan
@@ -21,7 +21,6 @@ EXIT_DOES_NOT_FIT = 1
 
 
 @app.command()
-@one_line_errors
 def plan(
     target: str = typer.Option(..., "--target", help="Target model: a built-in name (e.g. llama-3.1-70b), a local "
                                "Hugging Face model directory or a config.json."),
@@ -106,8 +105,8 @@ def measured_alpha(run_dir: Path) -> tuple[float, str]:
     run = load_run(run_dir)
     window = summarize(run).acceptance.server
     k = run.manifest.config.get("k")
-    if not window or not window.mean_acceptance_length or not k:
+    if not window or not window.mean_acceptance_length or not isinstance(k, int) or not 1 <= k <= 64:
         raise SpecwiseError("--acceptance-from", f"{run_dir} has no speculative-decoding counters with a known k",
                             "give a run of a speculative server made with --k")
-    alpha = alpha_for(window.mean_acceptance_length, int(k))
+    alpha = alpha_for(window.mean_acceptance_length, k)
     return alpha, f"measured in {run_dir}: {window.mean_acceptance_length:.2f} tokens per step at k={k}"

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
-from specwise.errors import SpecwiseError
+from specwise.cli import EXIT_INTERRUPTED, app
+from specwise.errors import SpecwiseError, check_out_dir
 
 if TYPE_CHECKING:
     from specwise.experiment import ExperimentConfig
@@ -93,7 +93,6 @@ def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
 
 
 @app.command(epilog=EXAMPLE)
-@one_line_errors
 def run(
     file: Optional[Path] = typer.Argument(None, help="Experiment YAML file (see the example below)."),
     quick: bool = typer.Option(False, "--quick", help="The built-in experiment on the embedded pair: baseline, "
@@ -108,11 +107,10 @@ def run(
     if (file is None) == (not quick):
         raise SpecwiseError("FILE/--quick", "give an experiment file or --quick", "e.g. specwise run exp.yaml")
     config = quick_config() if quick else load_config(file)  # type: ignore[arg-type]
-    _run(config, out or Path("specwise-runs") / f"{config.name}-{_stamp()}", Console(stderr=False))
+    _run(config, check_out_dir(out or Path("specwise-runs") / f"{config.name}-{_stamp()}"), Console(stderr=False))
 
 
 @app.command()
-@one_line_errors
 def report(run_dir: Path = typer.Argument(..., help="A directory written by specwise run / demo, or by "
                                          "specwise watch --record.")) -> None:
     """Rebuild the HTML, Markdown and JSON report of an experiment (or of a recorded watch) from its directory
@@ -135,7 +133,6 @@ def report(run_dir: Path = typer.Argument(..., help="A directory written by spec
 
 
 @app.command()
-@one_line_errors
 def demo(out: Optional[Path] = typer.Option(None, "--out", help="Experiment directory (default "
                                             "specwise-runs/demo-TIME); an existing one is resumed.")) -> None:
     """The whole loop on the embedded CPU pair: builds the pair if needed, then `specwise run --quick`, the
@@ -145,7 +142,8 @@ def demo(out: Optional[Path] = typer.Option(None, "--out", help="Experiment dire
     from specwise.experiment import quick_config
 
     console = Console()
+    out = check_out_dir(out or Path("specwise-runs") / f"demo-{_stamp()}")
     require_vllm()
     ensure_pair(lambda m: console.print(m, highlight=False))
     config = quick_config().model_copy(update={"name": "demo"})
-    _run(config, out or Path("specwise-runs") / f"demo-{_stamp()}", console)
+    _run(config, out, console)

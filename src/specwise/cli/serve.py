@@ -11,10 +11,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from specwise.cli import app, one_line_errors
+from specwise.cli import app
 from specwise.engine import require_vllm
 from specwise.engine.server import MODES, EngineError, ServerSpec, VllmServer, embedded
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_number, check_out_dir
 
 EXIT_ENGINE_FAILED = 1
 
@@ -24,7 +24,6 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 @app.command()
-@one_line_errors
 def serve(
     mode: str = typer.Option("draft", "--mode", help=f"{' | '.join(MODES)}: no speculation, a draft model, or "
                              "n-gram prompt lookup."),
@@ -47,18 +46,23 @@ def serve(
                                                "(default: the installed one, else the newest known)."),
 ) -> None:
     """Start a real vLLM server (CPU build here, any vLLM elsewhere), wait until it answers, keep it up until Ctrl-C."""
-    if k < 1:
-        raise SpecwiseError("--k", f"must be at least 1, got {k}", "use e.g. --k 4")
+    # All before anything is built or started, --print-command or not.
+    check_number("--k", k, 1, 16, "use e.g. --k 4")
+    check_number("--port", port, 0, 65535, "e.g. --port 8000, or 0 for any free port")
+    check_number("--max-model-len", max_model_len, 1, 100_000_000, "a number of tokens, e.g. 1024")
+    check_number("--kv-cache-gb", kv_cache_gb, 1, 1_000_000, "GiB of memory for the KV cache, e.g. 2")
+    check_number("--ready-timeout", ready_timeout, 1, fix="seconds (vLLM takes at least a few), e.g. 900")
+    if not print_command:
+        check_out_dir(log_dir, "--log-dir")
     console = Console(stderr=True)
     common = dict(k=k, host=host, port=port, max_model_len=max_model_len, kv_cache_space_gb=kv_cache_gb)
     if model is None:
         if draft is not None:
             raise SpecwiseError("--draft", "a draft needs its own target", "give --model TARGET_DIR too")
-        spec = embedded(mode, log=lambda msg: console.print(msg, highlight=False), build=not print_command, **common,
-                        **({"dtype": dtype} if dtype else {}))
+        spec = embedded(mode, build=False, **common, **({"dtype": dtype} if dtype else {}))
     else:
         spec = ServerSpec(model=model, mode=mode, draft=draft, dtype=dtype, **common)
-        spec.options()  # validates --mode / --draft before anything starts
+    spec.options()  # validates --mode / --draft before the pair is built or anything starts
     if print_command:
         command = spec.command(vllm_version=vllm_version)
         print(command.shell)
@@ -66,6 +70,10 @@ def serve(
             console.print(f"note: {note}", highlight=False)
         return
     require_vllm()
+    if model is None:
+        from specwise.engine.pair import ensure_pair
+
+        ensure_pair(lambda msg: console.print(msg, highlight=False))  # the paths `spec` names, built on first use
     server = VllmServer(spec, log_dir, ready_timeout_s=ready_timeout)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

@@ -3,20 +3,28 @@ repetitions, SLOs — validated into typed models; every mistake is one error na
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from specwise.errors import SpecwiseError
-from specwise.workload import Mix, load_dataset, parse_temperature_mix
+from specwise.errors import SpecwiseError, check_url, read_text, validation_error
+from specwise.workload import MAX_CONCURRENCY, MAX_REQUESTS, MIN_RATE, Mix, load_dataset, parse_temperature_mix
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# An experiment runs servers × workloads × loads × repetitions cells, each a bench run: these bounds are far
+# above any that ends in a day, and keep a pasted or generated file from stalling the parse (see MAX_FILE_BYTES).
+MAX_SERVERS, MAX_WORKLOADS, MAX_LOADS, MAX_REPETITIONS = 32, 256, 64, 100
+MAX_FILE_BYTES = 1 << 20
+# libyaml's parser when PyYAML has it: the pure-Python one reads about 150 kB/s.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity pass every `gt`/`le` bound they are compared with; a YAML `.inf` is never meant.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Launch(Strict):
@@ -31,15 +39,27 @@ class Launch(Strict):
 
 
 class Server(Strict):
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=NAME, max_length=100)
     role: Literal["baseline", "candidate"] = "candidate"
     url: str | None = None
     launch: Launch | None = None
     model: str | None = None
     api_key_env: str | None = None
     api_key_file: Path | None = None
-    k: int | None = Field(None, ge=1, description="speculative tokens per step, for per-chunk acceptance estimates")
-    max_num_seqs: int = Field(256, ge=1, description="the server's --max-num-seqs (vLLM's GPU default: 256)")
+    k: int | None = Field(None, ge=1, le=64, description="speculative tokens per step, for per-chunk acceptance "
+                          "estimates")
+    max_num_seqs: int = Field(256, ge=1, le=MAX_CONCURRENCY, description="the server's --max-num-seqs (vLLM's GPU "
+                              "default: 256)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_url(value)
+            except SpecwiseError as exc:
+                raise ValueError(exc.problem + "; " + exc.fix) from None
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> Server:
@@ -60,7 +80,7 @@ class Server(Strict):
 
 
 class Workload(Strict):
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=NAME, max_length=100)
     dataset: str = "structured"
     temperatures: str = "0"
     control: str | None = Field(None, description="the workload that serves as this one's homogeneous control")
@@ -87,8 +107,9 @@ class Workload(Strict):
 
 
 class Loads(Strict):
-    concurrency: list[int] | None = None
-    rate: list[float] | None = None
+    concurrency: list[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]] | None = Field(None, max_length=MAX_LOADS)
+    rate: list[Annotated[float, Field(ge=MIN_RATE)]] | None = Field(None, max_length=MAX_LOADS,
+                                                                   description="requests per second")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Loads:
@@ -132,14 +153,14 @@ class Memory(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = Field("experiment", pattern=NAME)
-    servers: list[Server]
-    workloads: list[Workload]
+    name: str = Field("experiment", pattern=NAME, max_length=100)
+    servers: list[Server] = Field(max_length=MAX_SERVERS)
+    workloads: list[Workload] = Field(max_length=MAX_WORKLOADS)
     loads: Loads
-    repetitions: int = Field(1, ge=1)
-    requests: int = Field(32, ge=5, description="measured requests per cell and repetition")
-    warmup: int = Field(2, ge=0)
-    max_tokens: int = Field(64, ge=2)
+    repetitions: int = Field(1, ge=1, le=MAX_REPETITIONS)
+    requests: int = Field(32, ge=5, le=MAX_REQUESTS, description="measured requests per cell and repetition")
+    warmup: int = Field(2, ge=0, le=MAX_REQUESTS)
+    max_tokens: int = Field(64, ge=2, le=MAX_REQUESTS)
     api: Literal["completions", "chat"] = "completions"
     slo: Slo = Field(default_factory=Slo)
     primary_slo: Literal["tpot", "ttft", "e2e", "throughput"] = "tpot"
@@ -157,7 +178,7 @@ class ExperimentConfig(Strict):
         if len(self.servers) < 2:
             raise ValueError("give a baseline and at least one candidate server")
         for what, names in (("server", [s.name for s in self.servers]), ("workload", [w.name for w in self.workloads])):
-            dupes = {n for n in names if names.count(n) > 1}
+            dupes = {n for n, count in Counter(names).items() if count > 1}
             if dupes:
                 raise ValueError(f"{what} names must be unique: {', '.join(sorted(dupes))}")
         if not self.workloads:
@@ -180,43 +201,34 @@ class ExperimentConfig(Strict):
         return next(w for w in self.workloads if w.name == name)
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "experiment"
-
-
 def parse_config(text: str, source: str = "experiment file") -> ExperimentConfig:
     """YAML → config; any problem is one SpecwiseError naming the field."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506  (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise SpecwiseError(source, f"is not valid YAML{where}", "fix the syntax") from None
+    except ValueError as exc:  # a scalar YAML resolves but Python cannot build: 2024-02-30, a 5000-digit int
+        raise SpecwiseError(source, f"holds a value that cannot be read ({str(exc)[:120]})", "fix it") from None
+    except RecursionError:
+        raise SpecwiseError(source, "is nested too deeply", "an experiment file is a few levels deep") from None
     if not isinstance(data, dict):
         raise SpecwiseError(source, "must be a YAML mapping", "see `specwise run --help` for an example")
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"].removeprefix("Value error, ")
-        raise SpecwiseError(_field_path(loc), msg, "fix it in " + source) from None
-    for w in config.workloads:
+        raise validation_error(exc, "experiment", "fix it in " + source) from None
+    for i, w in enumerate(config.workloads):
         try:
             load_dataset(w.dataset)
         except SpecwiseError as exc:
-            raise SpecwiseError(f"workloads[{config.workloads.index(w)}].dataset", exc.problem, exc.fix) from None
+            raise SpecwiseError(f"workloads[{i}].dataset", exc.problem, exc.fix) from None
     return config
 
 
 def load_config(path: Path) -> ExperimentConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecwiseError("FILE", f"cannot read {path}: {exc.strerror}", "give an experiment YAML file") from None
+    text = read_text(path, "FILE", "give an experiment YAML file (see `specwise run --help`)", limit=MAX_FILE_BYTES)
     return parse_config(text, str(path))
 
 

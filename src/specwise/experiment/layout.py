@@ -16,19 +16,19 @@ interrupted experiment resumes at the first incomplete cell.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from specwise.analysis import CellRuns
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, parse_json, read_model, read_text
 from specwise.experiment.config import ExperimentConfig, Server
 from specwise.results import MANIFEST, Manifest, Run, load_run, write_json_atomic
 
 FINDINGS = "findings.json"
 SERVERS = "servers.json"
+EXPERIMENT_FIX = "give a directory written by specwise run"
 
 Cells = dict[tuple[str, str, float], list[Run]]   # (server, workload, load) → repetitions
 
@@ -45,6 +45,10 @@ class LaunchedServer(BaseModel):
     kv_cache_tokens: float | None = None
     context: float | None = None
     max_concurrency: float | None = None
+
+
+class LaunchedServers(RootModel[dict[str, LaunchedServer]]):
+    """servers.json: each launched server by name."""
 
 
 def load_label(unit: str, level: float) -> str:
@@ -84,7 +88,8 @@ def prepare(config: ExperimentConfig, root: Path) -> None:
     stored = root / "experiment.json"
     data = config.model_dump(mode="json")
     if stored.exists():
-        if json.loads(stored.read_text()) != data:
+        fix = "give a new --out directory"
+        if parse_json(read_text(stored, "--out", fix), "--out", str(stored), fix) != data:
             raise SpecwiseError("--out", f"{root} holds a different experiment",
                                 "give a new --out directory, or the same experiment file to resume")
         return
@@ -94,13 +99,15 @@ def prepare(config: ExperimentConfig, root: Path) -> None:
 def stored_config(root: Path) -> ExperimentConfig:
     path = root / "experiment.json"
     if not path.exists():
-        raise SpecwiseError("RUN_DIR", f"{root} holds no experiment.json", "give a directory written by specwise run")
-    return ExperimentConfig.model_validate_json(path.read_text())
+        raise SpecwiseError("RUN_DIR", f"{root} holds no experiment.json", EXPERIMENT_FIX)
+    return read_model(path, ExperimentConfig, "RUN_DIR", EXPERIMENT_FIX)
 
 
 def iter_cell_dirs(root: Path) -> Iterator[tuple[str, str, str, int, Path]]:
     """(workload, load label, server, rep, directory) of every stored cell."""
     for directory in sorted((root / "cells").glob("*/*/*/rep*")):
+        if not directory.name.removeprefix("rep").isdigit():
+            continue  # not a cell specwise wrote (rep1.bak, a stray file)
         workload, label, server = directory.parts[-4:-1]
         yield workload, label, server, int(directory.name.removeprefix("rep")), directory
 
@@ -128,8 +135,9 @@ def served_models(root: Path) -> dict[str, str]:
 
 def launched_servers(root: Path) -> dict[str, LaunchedServer]:
     path = root / SERVERS
-    data = json.loads(path.read_text()) if path.exists() else {}
-    return {name: LaunchedServer.model_validate(info) for name, info in data.items()}
+    if not path.exists():
+        return {}
+    return read_model(path, LaunchedServers, "RUN_DIR", EXPERIMENT_FIX).root
 
 
 def write_launched(root: Path, servers: dict[str, LaunchedServer]) -> None:

@@ -15,12 +15,12 @@ import httpx
 from pydantic import BaseModel, Field
 
 from specwise import __version__
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_number, read_text
 from specwise.load.client import Endpoint, client_for
 from specwise.load.driver import drive
 from specwise.load.scrape import probe, scrape
 from specwise.results import Manifest, RequestRecord, RunWriter, now_iso
-from specwise.workload import LoadShape, Mix, Prompt, load_dataset, parse_temperature_mix, request_plan
+from specwise.workload import MAX_REQUESTS, LoadShape, Mix, Prompt, load_dataset, parse_temperature_mix, request_plan
 
 SCRAPE_TIMEOUT_S = 5.0
 
@@ -56,8 +56,7 @@ class BenchConfig(BaseModel):
     slo_ms: dict[str, float] = Field(default_factory=dict)
 
     def shape(self) -> LoadShape:
-        if self.warmup < 0:
-            raise SpecwiseError("--warmup", f"must be ≥ 0, got {self.warmup}", "e.g. --warmup 4")
+        check_number("--warmup", self.warmup, 0, MAX_REQUESTS, "e.g. --warmup 4")
         return LoadShape(self.concurrency, self.rate, self.arrivals, self.burstiness, self.requests, self.duration_s,
                          self.max_in_flight).validate()
 
@@ -65,11 +64,14 @@ class BenchConfig(BaseModel):
 def read_api_key(env_name: str | None, file: Path | None) -> str | None:
     """The key from a file or an environment variable: never from a flag's value, never logged."""
     if file is not None:
-        try:
-            return file.read_text().strip() or None
-        except OSError as exc:
-            raise SpecwiseError("--api-key-file", f"cannot read {file}: {exc.strerror}", "give a readable file") from None
-    return os.environ.get(env_name) if env_name else None
+        field, key = "--api-key-file", read_text(file, "--api-key-file", "give a file holding the key", 1 << 16).strip()
+    else:
+        field, key = "--api-key-env", os.environ.get(env_name, "") if env_name else ""
+    # It goes into an HTTP header, which carries printable ASCII only (httpx raises on anything else when sending).
+    if key and not (key.isascii() and key.isprintable()):
+        raise SpecwiseError(field, "the API key holds non-ASCII or control characters (the key is not shown)",
+                            "give the key exactly as the server expects it")
+    return key or None
 
 
 def hardware() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from specwise.catalog import GPU, Architecture, Precision
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_number
 from specwise.check import Check, Status
 from specwise.plan.command import (SpecOptions, VllmCommand, default_gpu_memory_utilization, parse_version,
                                    vllm_command)
@@ -20,6 +20,9 @@ from specwise.plan.pair import pair_checks
 from specwise.plan.perf import Efficiency, SpecSetup, SpeedupPrediction, predict
 
 SCHEMA_VERSION = 1
+# Bounds on what a user types, far past any deployment: past them a figure is a typo (and overflows a float).
+MAX_TOKENS = 100_000_000
+MAX_GPUS = 4096
 
 __all__ = ["Check", "Plan", "PlanInputs", "Status", "build_plan", "SCHEMA_VERSION"]
 
@@ -86,8 +89,7 @@ def _summary(model: Deployed) -> ModelSummary:
 
 
 def _check_tp(arch: Architecture, tp: int, field: str) -> None:
-    if tp < 1:
-        raise SpecwiseError(field, f"must be at least 1, got {tp}", "use 1, 2, 4 or 8")
+    check_number(field, tp, 1, MAX_GPUS, "use 1, 2, 4 or 8")
     if arch.num_heads % tp:
         divisors = [d for d in range(1, arch.num_heads + 1) if arch.num_heads % d == 0 and d <= 16]
         raise SpecwiseError(field, f"{tp} does not divide {arch.name}'s {arch.num_heads} attention heads",
@@ -104,16 +106,17 @@ def validate(inputs: PlanInputs) -> tuple[int, int, int | None]:
                             "vLLM's default is 0.9")
     for name, value in (("--context", inputs.context), ("--input-len", inputs.input_len),
                         ("--output-len", inputs.output_len)):
-        if value <= 0:
-            raise SpecwiseError(name, f"must be a positive number of tokens, got {value}", "e.g. 4096")
+        check_number(name, value, 1, MAX_TOKENS, "a number of tokens, e.g. 4096")
     if not 0.0 <= inputs.alpha <= 1.0:
         raise SpecwiseError("--alpha", f"acceptance rate must be in [0, 1], got {inputs.alpha}", "e.g. 0.7")
     if not 1 <= inputs.k <= 16:
         raise SpecwiseError("--k", f"must be in 1..16, got {inputs.k}", "3 to 5 is typical for a draft model")
-    if inputs.overhead_gb is not None and inputs.overhead_gb < 0:
-        raise SpecwiseError("--overhead-gb", f"must be >= 0, got {inputs.overhead_gb}", "omit it for the estimate")
-    if inputs.num_gpus is not None and inputs.num_gpus < 1:
-        raise SpecwiseError("--gpus", f"must be at least 1, got {inputs.num_gpus}", "e.g. --gpus 2")
+    if inputs.overhead_gb is not None:
+        check_number("--overhead-gb", inputs.overhead_gb, 0, fix="omit it for the estimate")
+    for name, count in (("--gpus", inputs.num_gpus), ("--target-tp", inputs.target_tp),
+                        ("--draft-tp", inputs.draft_tp)):
+        if count is not None:  # 0 would read as "not given" below
+            check_number(name, count, 1, MAX_GPUS, "e.g. 2")
     tp = inputs.target_tp or inputs.num_gpus or 1
     gpus = inputs.num_gpus or tp
     _check_tp(inputs.target, tp, "--target-tp")

@@ -10,8 +10,10 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, read_model
 from specwise.results.schema import MANIFEST, METRICS, REQUESTS, Manifest, MetricSample, RequestRecord, Run
+
+RUN_FIX = "give a directory written by specwise bench"
 
 
 def now_iso() -> str:
@@ -60,8 +62,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def _read_lines(path: Path, model: type[BaseModel]) -> list[Any]:
     if not path.exists():
         return []
+    try:
+        # Bytes a crash or a disk error garbled decode to U+FFFD: their line fails validation and is skipped.
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise SpecwiseError("RUN_DIR", f"cannot read {path}: {exc.strerror or exc}", RUN_FIX) from None
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             records.append(model.model_validate_json(line))
         except ValueError:
@@ -72,7 +79,7 @@ def _read_lines(path: Path, model: type[BaseModel]) -> list[Any]:
 def load_run(directory: Path) -> Run:
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
-        raise SpecwiseError("RUN_DIR", f"{directory} holds no {MANIFEST}", "give a directory written by specwise bench")
-    return Run(directory=directory, manifest=Manifest.model_validate_json(manifest_path.read_text()),
+        raise SpecwiseError("RUN_DIR", f"{directory} holds no {MANIFEST}", RUN_FIX)
+    return Run(directory=directory, manifest=read_model(manifest_path, Manifest, "RUN_DIR", RUN_FIX),
                requests=_read_lines(directory / REQUESTS, RequestRecord),
                samples=_read_lines(directory / METRICS, MetricSample))

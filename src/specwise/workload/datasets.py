@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, parse_json, read_text, shown
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "data" / "prompts"
 PROMPT_SETS = ("structured", "open", "echo")
@@ -51,23 +51,27 @@ def load_dataset(name: str) -> tuple[Prompt, ...]:
         return tuple(p for group in zip(*sets) for p in group)
     path = Path(name)
     if not path.is_file():
-        raise SpecwiseError("--dataset", f"no built-in set or file named {name!r}",
+        raise SpecwiseError("--dataset", f"no built-in set or file named {shown(name)}",
                             f"use one of {', '.join((*PROMPT_SETS, MIXED))}, a JSONL file or a ShareGPT JSON file")
-    text = path.read_text(encoding="utf-8")
+    fix = "JSONL needs a 'prompt' field per line; ShareGPT a list of conversations"
+    text = read_text(path, "--dataset", fix)
     try:
-        prompts = _sharegpt(json.loads(text)) if text.lstrip().startswith("[") else _jsonl(text)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SpecwiseError("--dataset", f"cannot read {path}: {exc}",
-                            "JSONL needs a 'prompt' field per line; ShareGPT a list of conversations") from None
+        if text.lstrip().startswith("["):
+            prompts = _sharegpt(parse_json(text, "--dataset", str(path), fix))
+        else:
+            prompts = _jsonl(text, path, fix)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise SpecwiseError("--dataset", f"cannot read {path}: {type(exc).__name__} {str(exc)[:120]}", fix) from None
     if not prompts:
         raise SpecwiseError("--dataset", f"{path} holds no prompts", "add at least one")
     return prompts
 
 
-def _jsonl(text: str) -> tuple[Prompt, ...]:
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return tuple(Prompt(str(row.get("id", i)), row["prompt"] if "prompt" in row else row["text"])
-                 for i, row in enumerate(rows))
+def _jsonl(text: str, path: Path, fix: str) -> tuple[Prompt, ...]:
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    rows = [(n, parse_json(line, "--dataset", f"{path} line {n}", fix)) for n, line in lines]
+    return tuple(Prompt(str(row.get("id", i)), _text(row["prompt"] if "prompt" in row else row["text"], path, n))
+                 for i, (n, row) in enumerate(rows))
 
 
 def _sharegpt(data: list[dict]) -> tuple[Prompt, ...]:
@@ -76,5 +80,12 @@ def _sharegpt(data: list[dict]) -> tuple[Prompt, ...]:
         first = next((turn["value"] for turn in item.get("conversations", [])
                       if turn.get("from") in ("human", "user")), None)
         if first:
-            prompts.append(Prompt(str(item.get("id", i)), first))
+            prompts.append(Prompt(str(item.get("id", i)), _text(first, "ShareGPT file", i)))
     return tuple(prompts)
+
+
+def _text(value: object, source: object, where: int) -> str:
+    """A prompt is text: a number or a list where the prompt belongs would reach the server as something else."""
+    if not isinstance(value, str):
+        raise TypeError(f"{source} entry {where}: the prompt is a {type(value).__name__}, not text")
+    return value

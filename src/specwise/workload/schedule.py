@@ -8,8 +8,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from specwise.errors import SpecwiseError
+from specwise.errors import SpecwiseError, check_number
 from specwise.workload.datasets import Prompt
+
+# Loads a run can keep. A rate under one request in 1000 s would wait about that long for its first send; more
+# requests in flight than this is a typo, not a server (vLLM batches a few hundred), and each one is a task here.
+MIN_RATE = 1e-3
+MAX_CONCURRENCY = 100_000
+MAX_REQUESTS = 10_000_000
+# Gamma shapes outside this band make gaps of ~0 or of hours: a burst test, but not a load that ends.
+BURSTINESS = (0.01, 100.0)
 
 
 @dataclass(frozen=True)
@@ -34,20 +42,19 @@ class LoadShape:
     def validate(self) -> LoadShape:
         if (self.concurrency is None) == (self.rate is None):
             raise SpecwiseError("--concurrency/--rate", "give exactly one load", "e.g. --concurrency 4 or --rate 2")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise SpecwiseError("--concurrency", f"must be ≥ 1, got {self.concurrency}", "e.g. --concurrency 4")
-        if self.rate is not None and not self.rate > 0:
-            raise SpecwiseError("--rate", f"must be > 0 requests/s, got {self.rate}", "e.g. --rate 2")
-        if not self.burstiness > 0:
-            raise SpecwiseError("--burstiness", f"must be > 0, got {self.burstiness}", "1 is Poisson")
+        if self.concurrency is not None:
+            check_number("--concurrency", self.concurrency, 1, MAX_CONCURRENCY, "e.g. --concurrency 4")
+        if self.rate is not None:
+            check_number("--rate", self.rate, MIN_RATE, fix="requests per second, e.g. --rate 2")
+        check_number("--burstiness", self.burstiness, *BURSTINESS, "1 is Poisson, < 1 burstier, > 1 smoother")
         if self.requests is None and self.duration_s is None:
             raise SpecwiseError("--requests/--duration", "give a bound", "e.g. --requests 100 or --duration 60")
-        if self.requests is not None and self.requests < 1:
-            raise SpecwiseError("--requests", f"must be ≥ 1, got {self.requests}", "e.g. --requests 100")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise SpecwiseError("--duration", f"must be > 0 s, got {self.duration_s}", "e.g. --duration 60")
-        if self.max_in_flight is not None and self.max_in_flight < 1:
-            raise SpecwiseError("--max-in-flight", f"must be ≥ 1, got {self.max_in_flight}", "or leave it out")
+        if self.requests is not None:
+            check_number("--requests", self.requests, 1, MAX_REQUESTS, "e.g. --requests 100")
+        if self.duration_s is not None:
+            check_number("--duration", self.duration_s, 0, fix="seconds, e.g. --duration 60", above=True)
+        if self.max_in_flight is not None:
+            check_number("--max-in-flight", self.max_in_flight, 1, MAX_CONCURRENCY, "or leave it out")
         return self
 
 
