@@ -277,6 +277,15 @@ def cases(files: Files) -> list[tuple[str, list[str]]]:
     add("run", [["run", good_experiment, "--out", o] for o in outputs])
     add("run", [["run"], ["run", good_experiment, "--quick"]])
     add("demo", [["demo", "--out", o] for o in outputs])
+    watch = ["--once", "--interval", "0.1"]
+    add("watch", [["watch", url, *watch] for url in URLS])
+    add("watch", option_cases(["watch", DEAD_URL], watch, {
+        "--interval": FLOATS, "--break-even": FLOATS, "--record": outputs,
+        "--api-key-file": [*inputs, *files.api_keys()], "--api-key-env": TEXTS}))
+    add("watch", [["watch", DEAD_URL, "--json"], ["watch"]])
+    add("rules", option_cases(["rules"], [], {
+        **{o: FLOATS for o in ("--break-even", "--tpot-p99-ms")}, "--k": INTS,
+        "--from": [*experiments, *runs, *inputs], "--out": outputs, "--dashboard": outputs}))
     add("(none)", [["--bogus"], ["nosuchcommand"], ["plan", "--nosuchoption", "1"]])
     return all_cases
 
