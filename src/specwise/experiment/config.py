@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from specwise.errors import SpecwiseError
+from specwise.urls import redact
 from specwise.workload import Mix, load_dataset, parse_temperature_mix
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -40,6 +41,11 @@ class Server(Strict):
     api_key_file: Path | None = None
     k: int | None = Field(None, ge=1, description="speculative tokens per step, for per-chunk acceptance estimates")
     max_num_seqs: int = Field(256, ge=1, description="the server's --max-num-seqs (vLLM's GPU default: 256)")
+
+    @field_serializer("url")
+    def _shown(self, url: str | None) -> str | None:
+        """Whatever is dumped (experiment.json, reports) shows the URL redacted; requests read `url` itself."""
+        return redact(url) if url else url
 
     @model_validator(mode="after")
     def _one_way(self) -> Server:
