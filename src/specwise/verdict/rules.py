@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 from specwise.check import Status
+from specwise.metrics import ACCEPTED, DRAFT_TOKENS
 from specwise.plan.perf import crossover as crossing
 from specwise.thresholds import (ACCEPT_GAIN, ACCEPT_OFF, ACCEPTANCE_DROP, DRAFT_SHARE, P99_WORSE, TAIL_P10,
                                  TARGET_SHARE, TEMP_GOOD, TEMP_OFF)
@@ -165,7 +166,8 @@ def rule_divergence(ev: Evidence) -> Rule:
                         "speculative-decoding problem, not the mix", None,
                         values=vals | {"diagnosis": "speculative decoding"})
     if c is None or c.tpot_p99_speedup is None:
-        how = c.prescription if c and c.prescription else "rerun the same load with one low temperature"
+        how = f"run `{c.prescription}` and the same on the baseline" if c and c.prescription else \
+            "rerun the same load with one low temperature"
         return _explain(name, Status.FAIL, f"{base}; control not run — {how}", None,
                         values=vals | {"diagnosis": "unconfirmed"})
     if c.tpot_p99_speedup.value >= P99_WORSE:  # the control does not regress: P99 tightened
@@ -249,6 +251,11 @@ def rule_slo(ev: Evidence) -> Rule:
                 reason="the candidate meets every SLO the baseline meets")
 
 
+# `specwise rules` is planned, not shipped: the advice says so and names the counters to alert on meanwhile.
+MONITORING_HOWTO = (f"coming: `specwise rules`; until then alert when the ratio {ACCEPTED} / {DRAFT_TOKENS} "
+                    "falls")
+
+
 def rule_monitoring(ev: Evidence) -> Rule:
     """The measurement cannot see production: a condition attached to any ENABLE."""
     if ev.monitoring:
@@ -257,8 +264,8 @@ def rule_monitoring(ev: Evidence) -> Rule:
     state = "no acceptance monitoring in place" if ev.monitoring is False else \
         "not stated whether acceptance is monitored (monitoring: in the experiment file)"
     return Rule(name="acceptance monitoring", status=Status.FAIL if ev.monitoring is False else Status.UNKNOWN,
-                blocking=False, role=Role.CONDITION, reason=f"{state}: acceptance drifts with traffic — install "
-                "`specwise rules` alerts before relying on speculation")
+                blocking=False, role=Role.CONDITION, reason=f"{state}: acceptance drifts with traffic — alert on "
+                f"it before relying on speculation ({MONITORING_HOWTO})")
 
 
 def acceptance_drop(name_a: str, acc_a: float | None, name_b: str, acc_b: float | None) -> Rule:
