@@ -296,3 +296,16 @@ def test_report_md_escapes_names_and_commands(tmp_path: Path) -> None:
     for page in (page_md, page_html):
         assert "<script>" not in page and "<b>bold" not in page
     assert "&lt;script&gt;" in page_md
+
+
+def test_terminal_verdicts_show_names_and_reasons_as_written() -> None:
+    from rich.console import Console
+
+    from specwise.report.console import render_verdicts
+    from test_safety_net_report import findings
+
+    hostile = findings()
+    hostile.findings[0].verdict.headline = "use [bold red]this[/] or data[x].jsonl"
+    console = Console(record=True, width=300)
+    render_verdicts(hostile, console)
+    assert "use [bold red]this[/] or data[x].jsonl" in console.export_text()

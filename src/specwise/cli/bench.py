@@ -117,7 +117,7 @@ def bench(
 
         def on_start(manifest: Manifest) -> None:
             progress.console.print(f"{manifest.model} at {manifest.url} (vLLM {manifest.server_version or '?'}) "
-                                   f"→ {out}", highlight=False)
+                                   f"→ {out}", highlight=False, markup=False)  # names from the server, shown as sent
 
         try:
             execute_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 
@@ -23,7 +24,7 @@ def _checks_table(title: str, checks: list) -> Table:
     table.add_column("result")
     table.add_column("reason", overflow="fold")
     for c in checks:
-        table.add_row(c.name, f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", c.reason)
+        table.add_row(escape(c.name), f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", escape(c.reason))
     return table
 
 
@@ -188,5 +189,6 @@ def render_verdicts(findings: Findings, console: Console) -> None:
         disagree = [r.name for r in v.rules if r.agrees is False]
         if disagree:
             why += "\nrules of thumb that disagree with the measurement: " + ", ".join(disagree)
-        table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
+        # Cells are rich markup: what comes from the experiment is escaped to show as written.
+        table.add_row(escape(f.candidate), escape(f"{f.workload} ({f.temperatures})"), v.decision.value, escape(why))
     console.print(table)
