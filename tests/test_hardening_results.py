@@ -309,3 +309,43 @@ def test_terminal_verdicts_show_names_and_reasons_as_written() -> None:
     console = Console(record=True, width=300)
     render_verdicts(hostile, console)
     assert "use [bold red]this[/] or data[x].jsonl" in console.export_text()
+
+
+def test_sigterm_stops_an_experiment_which_then_resumes(tmp_path: Path) -> None:
+    """`specwise run` on SIGTERM: the cell in flight is marked terminated, exit 143; the same command
+    then redoes that cell and keeps the finished ones."""
+    out = tmp_path / "exp"
+    with FaultServer(tokens=8, chunk=1, gap_s=0.05) as server:
+        exp = tmp_path / "exp.yaml"
+        exp.write_text(f"""
+name: stop-resume
+servers:
+  - {{name: base, role: baseline, url: "{server.url}"}}
+  - {{name: spec, url: "{server.url}", k: 1}}
+workloads:
+  - {{name: code, dataset: "{dataset(tmp_path)}", temperatures: "0"}}
+loads: {{concurrency: [1]}}
+repetitions: 1
+requests: 12
+max_tokens: 8
+""")
+        proc = subprocess.Popen([sys.executable, "-m", "specwise", "run", str(exp), "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = out / "cells" / "code" / "c1" / "base" / "rep0"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            requests = first / "requests.jsonl"
+            if requests.exists() and len(requests.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143, stdout + stderr
+        manifest = load_run(first).manifest
+        assert not manifest.complete and manifest.stop_reason == "terminated"
+        server.gap_s = 0.0
+        again = CliRunner().invoke(app, ["run", str(exp), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    redone = load_run(first)
+    assert redone.manifest.complete and len([r for r in redone.requests if not r.warmup]) == 12
+    assert (out / "report.md").exists()

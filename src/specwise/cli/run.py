@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specwise.cli import EXIT_INTERRUPTED, app, one_line_errors
+from specwise.cli.bench import EXIT_TERMINATED
 from specwise.errors import SpecwiseError
 
 if TYPE_CHECKING:
@@ -83,12 +84,16 @@ def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
     console.print(f"experiment {config.name}: {len(config.servers)} servers × {len(config.workloads)} workloads × "
                   f"{len(config.loads.levels)} loads × {config.repetitions} repetition(s), {config.requests} requests "
                   f"per cell → {out}", highlight=False)
+    from specwise.load.bench import Terminated, sigterm_as_terminated
+
     try:
-        findings = _execute(config, out, console)
-    except KeyboardInterrupt:
+        # SIGTERM between cells too: the launched servers are stopped on the way out, as on Ctrl-C.
+        with sigterm_as_terminated():
+            findings = _execute(config, out, console)
+    except KeyboardInterrupt as stop:
         console.print(f"interrupted: finished cells are kept; resume with the same command and --out {out}",
                       highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
     _finish(findings, out, console, started)
 
 

@@ -46,7 +46,8 @@ class ServerDied(Exception):
 
 
 @contextlib.contextmanager
-def _sigterm_as_terminated() -> Iterator[None]:
+def sigterm_as_terminated() -> Iterator[None]:
+    """Within: SIGTERM raises `Terminated` (in the main thread), so that `finally` blocks run as on Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread can take signals; a caller in a thread keeps its own handling
         return
@@ -194,7 +195,7 @@ def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     writer = RunWriter(out, manifest)
     on_start(manifest)
     reason = "interrupted"  # what KeyboardInterrupt leaves
-    with _sigterm_as_terminated():
+    with sigterm_as_terminated():
         try:
             asyncio.run(_bench(config, shape, endpoint, prompts, mix, writer, on_record))
             reason = "done"
