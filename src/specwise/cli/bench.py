@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -123,8 +124,9 @@ def bench(
             execute_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)
         except KeyboardInterrupt as stop:
             progress.stop()
-            console.print(f"interrupted: the finished requests are in {out}; `specwise summarize {out}` "
-                          "summarizes them", highlight=False)
+            console.print(f"interrupted: the finished requests are in {out}; "
+                          f"`specwise summarize {shlex.quote(str(out))}` summarizes them", highlight=False,
+                          markup=False)
             _finish(out, config.slo_ms, as_json)
             raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
     if _finish(out, config.slo_ms, as_json).stop_reason == "server_died":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -91,8 +92,8 @@ def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
         with sigterm_as_terminated():
             findings = _execute(config, out, console)
     except KeyboardInterrupt as stop:
-        console.print(f"interrupted: finished cells are kept; resume with the same command and --out {out}",
-                      highlight=False)
+        console.print("interrupted: finished cells are kept; resume with the same command and --out "
+                      f"{shlex.quote(str(out))}", highlight=False, markup=False)
         raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
     _finish(findings, out, console, started)
 

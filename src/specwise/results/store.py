@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -22,8 +23,9 @@ class WriteFailed(SpecwiseError):
     """The run directory stopped taking writes (disk full, quota, I/O error)."""
 
     def __init__(self, path: Path, exc: OSError) -> None:
+        summarize = shlex.join(["specwise", "summarize", str(path.parent)])
         super().__init__("--out", f"cannot write {path}: {exc.strerror or exc}",
-                         f"free space there; `specwise summarize {path.parent}` reads what was written")
+                         f"free space there; `{summarize}` reads what was written")
 
 
 def require_fresh(directory: Path) -> None:
