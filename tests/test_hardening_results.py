@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from faultserver import FaultServer
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from specwise.cli import app
@@ -60,6 +62,17 @@ def assert_nowhere(secret: str, root: Path, *outputs: str) -> None:
 def test_redact(url: str, shown: str) -> None:
     assert redact(url) == shown
     assert redact(redact(url)) == shown
+
+
+_SECRET_TEXT = st.text(st.characters(codec="ascii", exclude_characters="@/?#&=\r\n\t "), min_size=6, max_size=30)
+
+
+@given(user=_SECRET_TEXT, password=_SECRET_TEXT, token=_SECRET_TEXT,
+       param=st.sampled_from(["api_key", "apikey", "token", "access_token", "key", "secret", "X-Amz-Signature"]))
+def test_redacted_urls_hold_no_secret(user: str, password: str, token: str, param: str) -> None:
+    url = f"https://{user}:{password}@models.example:8443/v1?{param}={token}&model=m"
+    assert redact(url) == f"https://***@models.example:8443/v1?{param}=***&model=m"
+    assert request_url(url) == f"https://models.example:8443/v1?{param}={token}&model=m"
 
 
 def test_userinfo_is_stripped_from_what_is_sent() -> None:
