@@ -362,3 +362,33 @@ max_tokens: 8
     redone = load_run(first)
     assert redone.manifest.complete and len([r for r in redone.requests if not r.warmup]) == 12
     assert (out / "report.md").exists()
+
+
+def test_an_experiment_whose_server_dies_stops_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    with FaultServer(tokens=8, chunk=1, gap_s=0.02) as server:
+        exp = tmp_path / "exp.yaml"
+        exp.write_text(f"""
+name: dies
+servers:
+  - {{name: base, role: baseline, url: "{server.url}"}}
+  - {{name: spec, url: "{server.url}", k: 1}}
+workloads:
+  - {{name: code, dataset: "{dataset(tmp_path)}", temperatures: "0"}}
+loads: {{concurrency: [2]}}
+repetitions: 1
+requests: 400
+max_tokens: 8
+""")
+        killer = __import__("threading").Timer(1.0, server.stop)
+        killer.start()
+        result = CliRunner().invoke(app, ["run", str(exp), "--out", str(out)])
+        killer.join()
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: servers.base: stopped accepting connections during base · code · c2 · rep 1; check "
+                      "it (a launched server's log is under logs/), then rerun the same command: finished cells are "
+                      "kept"]
+    manifest = load_run(out / "cells" / "code" / "c2" / "base" / "rep0").manifest
+    assert not manifest.complete and manifest.stop_reason == "server_died"
+    assert not (out / "cells" / "code" / "c2" / "spec").exists()  # nothing more was sent to a dead server

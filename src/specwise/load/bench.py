@@ -42,7 +42,7 @@ class Terminated(KeyboardInterrupt):
 
 
 class ServerDied(Exception):
-    """The server refused every connection for SERVER_DEAD_AFTER requests in a row, or at the end."""
+    """The server refused SERVER_DEAD_AFTER requests in a row, or the last requests and the final scrape."""
 
 
 @contextlib.contextmanager
