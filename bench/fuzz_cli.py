@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 import specwise.engine
 import specwise.engine.pair
-import specwise.engine.server
+import specwise.engine.server  # noqa: F401  (loads the module whose VllmServer is trapped below)
 from specwise.cli import app
 
 DEAD_URL = "http://127.0.0.1:9"   # the discard port: nothing listens, so a connection is refused at once

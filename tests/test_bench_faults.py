@@ -87,6 +87,9 @@ def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
     assert {r.error for r in failed} <= {"connect_error", "stream_reset"}
     # Requests before the kill are whole; those after it failed — no record in between was lost.
     assert max(r.index for r in ok) < min(r.index for r in failed if r.error == "connect_error")
+    # The run does not pass for complete: the last requests and the final scrape were refused.
+    manifest = load_run(tmp_path / "run").manifest
+    assert not manifest.complete and manifest.stop_reason == "server_died"
 
 
 def test_ctrl_c_leaves_a_readable_incomplete_run(tmp_path):

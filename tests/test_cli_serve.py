@@ -36,3 +36,24 @@ def test_serve_bad_input_is_one_line(args, field):
     result = run(["serve", *args, "--print-command"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith(f"error: {field}:"), result.output
+
+
+def test_serve_beyond_loopback_needs_allow_remote(monkeypatch, tmp_path):
+    monkeypatch.setattr("specwise.cli.serve.require_vllm", lambda: None)
+    result = run(["serve", "--mode", "baseline", "--model", str(tmp_path / "m"), "--host", "0.0.0.0",
+                  "--log-dir", str(tmp_path / "logs")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --host: 0.0.0.0 would expose the server beyond this machine; add --allow-remote if that is meant "
+        "(the server takes a generated API key)"]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_serve_print_command_is_shell_quoted():
+    import shlex
+
+    model = "/models/my target's dir"
+    result = run(["serve", "--mode", "baseline", "--model", model, "--print-command", "--vllm-version", "0.32.0"])
+    assert result.exit_code == 0, result.output
+    argv = shlex.split(result.output.splitlines()[0])
+    assert argv[:3] == ["vllm", "serve", model]

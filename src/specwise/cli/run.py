@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specwise.cli import EXIT_INTERRUPTED, app
+from specwise.cli.bench import EXIT_TERMINATED
 from specwise.errors import SpecwiseError, check_out_dir
 
 if TYPE_CHECKING:
@@ -83,12 +85,16 @@ def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
     console.print(f"experiment {config.name}: {len(config.servers)} servers × {len(config.workloads)} workloads × "
                   f"{len(config.loads.levels)} loads × {config.repetitions} repetition(s), {config.requests} requests "
                   f"per cell → {out}", highlight=False)
+    from specwise.load.bench import Terminated, sigterm_as_terminated
+
     try:
-        findings = _execute(config, out, console)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: finished cells are kept; resume with the same command and --out {out}",
-                      highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        # SIGTERM between cells too: the launched servers are stopped on the way out, as on Ctrl-C.
+        with sigterm_as_terminated():
+            findings = _execute(config, out, console)
+    except KeyboardInterrupt as stop:
+        console.print("interrupted: finished cells are kept; resume with the same command and --out "
+                      f"{shlex.quote(str(out))}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
     _finish(findings, out, console, started)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from specwise.cli import app
 from specwise.engine import require_vllm
-from specwise.engine.server import MODES, EngineError, ServerSpec, VllmServer, embedded
+from specwise.engine.server import MODES, EngineError, ServerSpec, VllmServer, embedded, is_loopback, write_secret
 from specwise.errors import SpecwiseError, check_number, check_out_dir
 
 EXIT_ENGINE_FAILED = 1
@@ -29,7 +30,10 @@ def serve(
                              "n-gram prompt lookup."),
     k: int = typer.Option(4, "--k", help="Speculative tokens per step."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the server."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; any but loopback (e.g. 0.0.0.0) "
+                             "exposes the server and needs --allow-remote."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a --host reachable from other "
+                                      "machines (the server still requires its generated API key)."),
     model: Optional[str] = typer.Option(None, "--model", help="Target model directory (default: the embedded "
                                         "pair's target, built on first use)."),
     draft: Optional[str] = typer.Option(None, "--draft", help="Draft model directory for --mode draft (default "
@@ -55,7 +59,8 @@ def serve(
     if not print_command:
         check_out_dir(log_dir, "--log-dir")
     console = Console(stderr=True)
-    common = dict(k=k, host=host, port=port, max_model_len=max_model_len, kv_cache_space_gb=kv_cache_gb)
+    common = dict(k=k, host=host, port=port, max_model_len=max_model_len, kv_cache_space_gb=kv_cache_gb,
+                  allow_remote=allow_remote)
     if model is None:
         if draft is not None:
             raise SpecwiseError("--draft", "a draft needs its own target", "give --model TARGET_DIR too")
@@ -75,6 +80,12 @@ def serve(
 
         ensure_pair(lambda msg: console.print(msg, highlight=False))  # the paths `spec` names, built on first use
     server = VllmServer(spec, log_dir, ready_timeout_s=ready_timeout)
+    if not is_loopback(host):
+        console.print(f"[bold yellow]warning:[/] --host {host}: the server is reachable from other machines; "
+                      "only its API key keeps them out", highlight=False)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    key_file = server.log_path.with_suffix(".key")
+    write_secret(key_file, server.api_key)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         started = time.monotonic()
@@ -85,6 +96,9 @@ def serve(
         console.print(f"[green]ready[/] in {time.monotonic() - started:.0f} s: {server.url} — model "
                       f"[bold]{spec.model_name}[/], mode {mode}{f', k={k}' if mode != 'baseline' else ''}; "
                       f"log {server.log_path}. Ctrl-C stops it.", highlight=False)
+        bench = shlex.join(["specwise", "bench", "--url", server.url, "--api-key-file", str(key_file)])
+        console.print(f"its API key is in {key_file} (readable by you only): {bench}", highlight=False,
+                      soft_wrap=True, markup=False)
         while server.alive():
             time.sleep(0.5)
         raise EngineError(f"vLLM exited with code {server.process.returncode if server.process else None}; "
@@ -96,4 +110,5 @@ def serve(
         raise typer.Exit(EXIT_ENGINE_FAILED) from None
     finally:
         server.stop()
+        key_file.unlink(missing_ok=True)  # the key dies with its server
         signal.signal(signal.SIGTERM, previous)

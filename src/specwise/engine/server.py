@@ -1,6 +1,10 @@
 """Start and stop a real vLLM server: argument lists (no shell), localhost by default, a log file,
 a readiness wait that shows the log's tail on failure, and no orphan processes.
 
+A launched server is closed to other users: it gets a fresh API key (`VllmServer.api_key`, held in
+memory; `write_secret` stores it 0600 for a user who needs it), an environment with only what vLLM
+needs (`launch_env`), and binds beyond loopback only when asked to (`ServerSpec.allow_remote`).
+
 The same launcher serves the embedded CPU pair and any local model directory;
 the argument list comes from the planner's command generator, so
 `specwise serve --print-command` and what runs here cannot drift apart.
@@ -8,7 +12,9 @@ the argument list comes from the planner's command generator, so
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +41,12 @@ STOP_GRACE_S = 20.0
 # a local directory needs no hub: on a closed network a lookup can stall for minutes.
 QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# What a launched vLLM inherits of specwise's environment, and nothing else: a shell's environment holds
+# other services' secrets (OPENAI_API_KEY, cloud credentials) that a model server has no use for.
+INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH",
+                       "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LD_PRELOAD", "XDG_CACHE_HOME", "SPECWISE_CACHE_DIR"})
+INHERITED_PREFIXES = ("LC_", "VLLM_", "OMP_", "KMP_", "TORCH", "PYTORCH_", "HF_", "TRANSFORMERS", "CUDA_", "NCCL_",
+                      "TRITON_")
 
 
 class EngineError(RuntimeError):
@@ -55,6 +68,7 @@ class ServerSpec:
     per_request_metrics: bool = False
     ngram_prompt_lookup_max: int = 4
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    allow_remote: bool = False         # bind a non-loopback host (see `VllmServer`)
 
     @property
     def model_name(self) -> str:
@@ -96,6 +110,34 @@ def embedded(mode: str = "draft", k: int = 4, log: Any = print, build: bool = Tr
                          **overrides})
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def launch_env(spec: ServerSpec, api_key: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The launched server's environment: what vLLM needs of ours (`INHERITED`), its settings and its key.
+    The key goes through VLLM_API_KEY, not --api-key: argv is readable by every local user (ps, /proc) and
+    vLLM logs its non-default arguments to the log file."""
+    local = all(Path(m).is_dir() for m in (spec.model, spec.draft) if m)
+    kept = {k: v for k, v in environ.items() if k in INHERITED or k.startswith(INHERITED_PREFIXES)}
+    return {**kept, **QUIET_ENV, **(OFFLINE_ENV if local else {}),
+            "VLLM_CPU_KVCACHE_SPACE": str(spec.kv_cache_space_gb), "TOKENIZERS_PARALLELISM": "false",
+            "VLLM_API_KEY": api_key}
+
+
+def write_secret(path: Path, text: str) -> None:
+    """`text` in a file only its owner can read, from its creation on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT leaves an existing file's mode as it was
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -111,11 +153,18 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 class VllmServer:
-    """A vLLM server process: `with VllmServer(spec, log_dir) as server: server.url ...`."""
+    """A vLLM server process: `with VllmServer(spec, log_dir) as server: server.url, server.api_key ...`.
+
+    Its /v1 API takes `api_key`, generated here (vLLM leaves /health and /metrics open). A host other
+    than loopback needs `spec.allow_remote`."""
 
     def __init__(self, spec: ServerSpec, log_dir: Path, python: str = sys.executable,
                  ready_timeout_s: float = READY_TIMEOUT_S) -> None:
+        if not (is_loopback(spec.host) or spec.allow_remote):
+            raise SpecwiseError("--host", f"{spec.host} would expose the server beyond this machine",
+                                "add --allow-remote if that is meant (the server takes a generated API key)")
         self.spec = spec
+        self.api_key = secrets.token_urlsafe(32)
         self.log_dir = log_dir
         self.python = python
         self.ready_timeout_s = ready_timeout_s
@@ -133,10 +182,7 @@ class VllmServer:
 
     def start(self) -> VllmServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        local = all(Path(m).is_dir() for m in (self.spec.model, self.spec.draft) if m)
-        env = {**os.environ, **QUIET_ENV, **(OFFLINE_ENV if local else {}),
-               "VLLM_CPU_KVCACHE_SPACE": str(self.spec.kv_cache_space_gb),
-               "TOKENIZERS_PARALLELISM": "false"}
+        env = launch_env(self.spec, self.api_key)
         with self.log_path.open("wb") as log:
             # A new session makes the server and its workers one process group,
             # so stop() can take down the whole tree.

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from specwise.errors import SpecwiseError, check_url, read_text, validation_error
+from specwise.urls import redact
 from specwise.workload import MAX_CONCURRENCY, MAX_REQUESTS, MIN_RATE, Mix, load_dataset, parse_temperature_mix
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -60,6 +61,11 @@ class Server(Strict):
             except SpecwiseError as exc:
                 raise ValueError(exc.problem + "; " + exc.fix) from None
         return value
+
+    @field_serializer("url")
+    def _shown(self, url: str | None) -> str | None:
+        """Whatever is dumped (experiment.json, reports) shows the URL redacted; requests read `url` itself."""
+        return redact(url) if url else url
 
     @model_validator(mode="after")
     def _one_way(self) -> Server:

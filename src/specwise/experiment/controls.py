@@ -6,6 +6,7 @@ hand on servers specwise does not launch, and the control cells an experiment st
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from specwise.analysis import LoadComparison, compare
 from specwise.experiment.config import ExperimentConfig, Server, Workload
 from specwise.experiment.layout import Cells, cell_runs
+from specwise.urls import redact
 from specwise.verdict import Control, LoadEvidence, divergent_loads
 from specwise.verdict import needs_control as mix_needs_control
 
@@ -48,12 +50,13 @@ def needs_control(workload: Workload) -> bool:
 
 
 def prescription(config: ExperimentConfig, server: Server, workload: Workload, level: float) -> str:
+    """The command that runs the control on the candidate (the baseline needs the same)."""
     control = control_workload(workload)
     flag = "--concurrency" if config.loads.unit == "concurrency" else "--rate"
-    url = server.url or "URL"
-    return (f"specwise bench --url {url} --dataset {control.dataset} --temperatures {control.temperatures} "
-            f"{flag} {level:g} --requests {config.requests} --max-tokens {config.max_tokens} (and the same on the "
-            "baseline)")
+    # Shell-quoted (a dataset path may hold spaces or quotes) and with the URL redacted: it is printed and stored.
+    return shlex.join(["specwise", "bench", "--url", redact(server.url) if server.url else "URL",
+                       "--dataset", control.dataset, "--temperatures", control.temperatures, flag, f"{level:g}",
+                       "--requests", str(config.requests), "--max-tokens", str(config.max_tokens)])
 
 
 def control_evidence(config: ExperimentConfig, cells: Cells, candidate: Server, workload: Workload,

@@ -19,6 +19,8 @@ from specwise.experiment.controls import baseline_controls, control_cells
 from specwise.experiment.findings import Findings, findings_from_disk, write_findings
 from specwise.experiment.layout import (LaunchedServer, cell_complete, cell_dir, cell_seed, launched_servers,
                                         load_label, prepare, schedule, write_launched)
+from specwise.results import MANIFEST, Manifest, WriteFailed
+from specwise.urls import CREDENTIALS_WARNING, has_userinfo
 
 if TYPE_CHECKING:
     from specwise.engine.server import ServerSpec
@@ -71,7 +73,8 @@ class CellRunner:
     def __init__(self, config: ExperimentConfig, root: Path, events: Events) -> None:
         self.config, self.root, self.events = config, root, events
         self.stack = ExitStack()
-        self.running: tuple[str, str, int] | None = None  # (server name, url, the repetition it was started for)
+        # (server name, url, API key, the repetition it was started for)
+        self.running: tuple[str, str, str | None, int] | None = None
         self.launched = launched_servers(root)
 
     def __enter__(self) -> CellRunner:
@@ -80,18 +83,19 @@ class CellRunner:
     def __exit__(self, *exc: object) -> None:
         self.stack.close()
 
-    def _serve(self, server: Server, rep: int) -> str:
-        """The server's URL, launching it when needed. A launched baseline restarts for each repetition, so
-        that its repetitions measure the restart-to-restart noise a speedup must clear."""
+    def _serve(self, server: Server, rep: int) -> tuple[str, str | None]:
+        """The server's URL and API key, launching it when needed (with the key it generated: held in memory
+        only). A launched baseline restarts for each repetition, so that its repetitions measure the
+        restart-to-restart noise a speedup must clear."""
         restart = server.role == "baseline" and server.launch is not None
-        if self.running and self.running[0] == server.name and not (restart and self.running[2] != rep):
-            return self.running[1]
+        if self.running and self.running[0] == server.name and not (restart and self.running[3] != rep):
+            return self.running[1], self.running[2]
         from specwise.engine import require_vllm
         from specwise.engine.server import VllmServer
         from specwise.engine.vllm import CPU_MAX_NUM_SEQS, kv_report, weights_bytes
 
         self.stack.close()
-        url = server.url
+        url, key = server.url, _read_key(server)
         if server.launch is not None:
             require_vllm()
             spec = _launch_spec(server)
@@ -103,10 +107,10 @@ class CellRunner:
                 draft_weights_bytes=weights_bytes(spec.draft), kv_cache_space_bytes=spec.kv_cache_space_gb * 2**30,
                 max_num_seqs=CPU_MAX_NUM_SEQS, **(report.model_dump() if report else {}))
             write_launched(self.root, self.launched)
-            url = handle.url
+            url, key = handle.url, handle.api_key
         assert url is not None
-        self.running = (server.name, url, rep)
-        return url
+        self.running = (server.name, url, key, rep)
+        return url, key
 
     def run(self, cells: list[tuple[int, Server, Workload, float]]) -> None:
         """Run the incomplete ones of `cells`, in order."""
@@ -116,7 +120,7 @@ class CellRunner:
         todo = [c for c in cells if not cell_complete(cell_dir(self.root, c[2].name, unit, c[3], c[1].name, c[0]))]
         self.events.planned(len(todo))
         for rep, server, workload, level in todo:
-            url = self._serve(server, rep)
+            url, key = self._serve(server, rep)
             directory = cell_dir(self.root, workload.name, unit, level, server.name, rep)
             if directory.exists():
                 shutil.rmtree(directory)  # an interrupted cell is redone whole
@@ -130,10 +134,16 @@ class CellRunner:
             label = f"{server.name} · {workload.name} · {load_label(unit, level)} · rep {rep + 1}"
             self.events.cell_start(label, config.requests + config.warmup)
             try:
-                execute_bench(bench, directory, api_key=_read_key(server),
-                              on_record=lambda r: self.events.request_done(r.ok))
+                execute_bench(bench, directory, api_key=key, on_record=lambda r: self.events.request_done(r.ok))
+            except WriteFailed:
+                raise
             except SpecwiseError as exc:  # e.g. an unreachable URL: name the server, not a bench flag
                 raise SpecwiseError(f"servers.{server.name}", exc.problem, exc.fix) from None
+            if Manifest.model_validate_json((directory / MANIFEST).read_text()).stop_reason == "server_died":
+                # The cells after it would fail the same way; this one stays incomplete and is redone on resume.
+                raise SpecwiseError(f"servers.{server.name}", f"stopped accepting connections during {label}",
+                                    "check it (a launched server's log is under logs/), then rerun the same "
+                                    "command: finished cells are kept")
             self.events.cell_end(label)
 
 
@@ -143,6 +153,9 @@ def execute_experiment(config: ExperimentConfig, root: Path, events: Events) -> 
     workloads at every load while it is up, and a candidate runs its own right after its cells, as soon
     as they show the divergence."""
     prepare(config, root)
+    for server in config.servers:
+        if server.url and has_userinfo(server.url):
+            events.log(f"warning: servers.{server.name}.url: {CREDENTIALS_WARNING}")
     auto = config.control == "auto"
     by_name = {s.name: s for s in config.servers}
 

@@ -84,8 +84,11 @@ def schedule(config: ExperimentConfig) -> list[tuple[int, Server]]:
 
 def prepare(config: ExperimentConfig, root: Path) -> None:
     """Create the experiment directory, or check that a resumed one holds this same experiment."""
-    root.mkdir(parents=True, exist_ok=True)
     stored = root / "experiment.json"
+    if root.exists() and not stored.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise SpecwiseError("--out", f"{root} holds something else than an experiment",
+                            "give a new --out directory, or remove this one")
+    root.mkdir(parents=True, exist_ok=True)
     data = config.model_dump(mode="json")
     if stored.exists():
         fix = "give a new --out directory"

@@ -1,13 +1,22 @@
 """`specwise bench` as a function: probe the server, drive the load, scrape its metrics before, during and
-after, write every record to the run directory as it comes, and mark how the run ended."""
+after, write every record to the run directory as it comes, and mark how the run ended.
+
+How a run ends is its manifest's `stop_reason`: "done" (complete), "interrupted" (Ctrl-C),
+"terminated" (SIGTERM), "server_died" (the server stopped accepting connections), "write_failed"
+(the disk refused a write) or "crashed: ERROR". Every one but "done" leaves `complete: false` and
+the requests already finished on disk.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,14 +28,45 @@ from specwise.errors import SpecwiseError, check_number, read_text
 from specwise.load.client import Endpoint, client_for
 from specwise.load.driver import drive
 from specwise.load.scrape import probe, scrape
-from specwise.results import Manifest, RequestRecord, RunWriter, now_iso
+from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, WriteFailed, now_iso, require_fresh
+from specwise.urls import redact, request_url
 from specwise.workload import MAX_REQUESTS, LoadShape, Mix, Prompt, load_dataset, parse_temperature_mix, request_plan
 
 SCRAPE_TIMEOUT_S = 5.0
 
+# This many connection failures in a row, with nothing answered in between: the server is gone, not busy
+# (a busy or overloaded server answers, if only with 429/503, or times out).
+SERVER_DEAD_AFTER = 10
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run: it ends like Ctrl-C (a subclass, so whoever handles one handles both)."""
+
+
+class ServerDied(Exception):
+    """The server refused SERVER_DEAD_AFTER requests in a row, or the last requests and the final scrape."""
+
+
+@contextlib.contextmanager
+def sigterm_as_terminated() -> Iterator[None]:
+    """Within: SIGTERM raises `Terminated` (in the main thread), so that `finally` blocks run as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can take signals; a caller in a thread keeps its own handling
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 class BenchConfig(BaseModel):
-    """Everything that defines a run (stored in its manifest; the API key is never part of it)."""
+    """Everything that defines a run (stored in its manifest; the API key is never part of it, and `url` is
+    stored redacted: see `specwise.urls`)."""
 
     url: str
     api: Literal["completions", "chat"] = "completions"
@@ -84,20 +124,40 @@ async def _bench(config: BenchConfig, shape: LoadShape, endpoint: Endpoint, prom
                  on_record: Callable[[RequestRecord], None]) -> None:
     plan = request_plan(prompts, mix, config.seed, config.warmup)
     zero = time.perf_counter()
+    refused = 0  # connection failures in a row
+    dead = asyncio.Event()
 
     def record(rec: RequestRecord) -> None:
+        nonlocal refused
         writer.request(rec)
         on_record(rec)
+        refused = refused + 1 if rec.error == "connect_error" else 0
+        if refused >= SERVER_DEAD_AFTER:
+            dead.set()
 
     async def load(client: httpx.AsyncClient, shape: LoadShape) -> None:
-        await drive(client, endpoint, plan, shape, max_tokens=config.max_tokens, ignore_eos=config.ignore_eos,
-                       seed=config.seed, on_record=record, zero=zero)
+        # A dead server would otherwise be sent every remaining request, each recorded as refused.
+        driving = asyncio.create_task(drive(client, endpoint, plan, shape, max_tokens=config.max_tokens,
+                                            ignore_eos=config.ignore_eos, seed=config.seed, on_record=record,
+                                            zero=zero))
+        watching = asyncio.create_task(dead.wait())
+        try:
+            await asyncio.wait({driving, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (driving, watching):
+                task.cancel()
+            await asyncio.gather(driving, watching, return_exceptions=True)
+        if dead.is_set():
+            raise ServerDied
+        driving.result()  # the driver's own failure, if any
 
     # A slow /metrics must neither hold up the sends nor pile scrapes up: each one gets a short deadline.
     timeout_s = min(config.scrape_interval_s, SCRAPE_TIMEOUT_S)
 
-    async def sample(phase: str) -> None:
-        writer.metric(await scrape(scraper, config.url, zero, phase, timeout_s))
+    async def sample(phase: str) -> MetricSample:
+        taken = await scrape(scraper, endpoint.url, zero, phase, timeout_s)   # config.url is the redacted one
+        writer.metric(taken)
+        return taken
 
     async with httpx.AsyncClient(headers=endpoint.headers) as scraper, client_for(shape) as client:
         if config.warmup:
@@ -117,36 +177,53 @@ async def _bench(config: BenchConfig, shape: LoadShape, endpoint: Endpoint, prom
             await load(client, shape)
         finally:
             ticker.cancel()
-            await sample("after")
+            after = await sample("after")
+        if refused and after.error == "ConnectError":
+            raise ServerDied  # the last requests were refused and so is /metrics: it died near the end
 
 
 def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
               on_record: Callable[[RequestRecord], None] = lambda r: None,
               on_start: Callable[[Manifest], None] = lambda m: None) -> Path:
-    """Run `config` against its server, writing to `out`; returns `out`. Bad input fails before anything
-    is sent. A dead server's failures are recorded per request; Ctrl-C or a crash leave the requests
-    already finished on disk and the manifest marked incomplete."""
+    """Run `config` against its server, writing to `out` (new or empty); returns `out`. Bad input fails
+    before anything is sent. Failed requests are recorded one by one; a server that stops accepting
+    connections ends the run as "server_died" (see the module's docstring for every ending). Ctrl-C raises
+    KeyboardInterrupt and SIGTERM `Terminated` (one) after the manifest is finalized.
+
+    Userinfo in `config.url` is not sent (`specwise.urls.request_url`); the manifest stores the URL
+    redacted."""
     shape = config.shape()
     prompts, mix = load_dataset(config.dataset), parse_temperature_mix(config.temperatures)
-    models, version = probe(config.url, api_key)
+    require_fresh(out)
+    url, shown = request_url(config.url), redact(config.url)
+    models, version = probe(url, api_key)
     model = config.model or (models[0] if models else None)
     if not model:
-        raise SpecwiseError("--model", f"{config.url} serves no model", "give --model NAME")
-    config = config.model_copy(update={"model": model})
-    endpoint = Endpoint(config.url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds,
+        raise SpecwiseError("--model", f"{shown} serves no model", "give --model NAME")
+    config = config.model_copy(update={"model": model, "url": shown})
+    endpoint = Endpoint(url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds,
                         config.request_timeout_s)
-    manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=config.url, api=config.api,
+    manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=shown, api=config.api,
                         model=model, server_version=version, seed=config.seed, config=config.model_dump(),
                         hardware=hardware())
     writer = RunWriter(out, manifest)
     on_start(manifest)
     reason = "interrupted"  # what KeyboardInterrupt leaves
-    try:
-        asyncio.run(_bench(config, shape, endpoint, prompts, mix, writer, on_record))
-        reason = "done"
-    except Exception as exc:
-        reason = f"crashed: {type(exc).__name__}"
-        raise
-    finally:
-        writer.close(complete=reason == "done", stop_reason=reason)
+    with sigterm_as_terminated():
+        try:
+            asyncio.run(_bench(config, shape, endpoint, prompts, mix, writer, on_record))
+            reason = "done"
+        except Terminated:
+            reason = "terminated"
+            raise
+        except ServerDied:
+            reason = "server_died"
+        except WriteFailed:
+            reason = "write_failed"
+            raise
+        except Exception as exc:
+            reason = f"crashed: {type(exc).__name__}"
+            raise
+        finally:
+            writer.close(complete=reason == "done", stop_reason=reason)
     return out

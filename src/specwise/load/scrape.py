@@ -12,27 +12,28 @@ from specwise.errors import SpecwiseError
 from specwise.load.client import auth_headers
 from specwise.metrics import snapshot
 from specwise.results import MetricSample
+from specwise.urls import redact
 
 MAX_NAME_CHARS = 200
 
 
 def probe(url: str, api_key: str | None) -> tuple[list[str], str | None]:
     """The served model names and the server's version; a clear error when the server cannot be reached."""
-    headers = auth_headers(api_key)
+    headers, shown = auth_headers(api_key), redact(url)
     try:
         response = httpx.get(f"{url.rstrip('/')}/v1/models", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
-        raise SpecwiseError("--url", f"cannot reach {url} ({type(exc).__name__})",
+        raise SpecwiseError("--url", f"cannot reach {shown} ({type(exc).__name__})",
                             "start the server or fix the URL (e.g. http://127.0.0.1:8000)") from None
     if response.status_code in (401, 403):
-        raise SpecwiseError("--api-key-env/--api-key-file", f"{url} refused the key (HTTP {response.status_code})",
+        raise SpecwiseError("--api-key-env/--api-key-file", f"{shown} refused the key (HTTP {response.status_code})",
                             "give the server's API key")
     try:
         listed = response.json()["data"]
         if not isinstance(listed, list):
             raise TypeError
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise SpecwiseError("--url", f"{url}/v1/models is not an OpenAI-compatible model list "
+        raise SpecwiseError("--url", f"{shown.rstrip('/')}/v1/models is not an OpenAI-compatible model list "
                             f"(HTTP {response.status_code})", "point --url at the server's root") from None
     # An entry without a usable id is skipped: the user can still name the model with --model.
     models = [name for entry in listed if isinstance(entry, dict) and (name := _name(entry.get("id")))]

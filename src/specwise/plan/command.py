@@ -258,5 +258,5 @@ def vllm_command(opts: SpecOptions, version: Version | None = None, speculative:
             interface = "legacy V0 flags (vLLM <= 0.8.1)"
             notes.append("legacy flags as read from vllm/engine/arg_utils.py of 0.7.3 and 0.8.1")
     argv += list(opts.extra_args)
-    shell = " ".join([*(f"{k}={v}" for k, v in env.items()), shlex.join(argv)])
+    shell = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(argv)])
     return VllmCommand(vllm_version=str(version), interface=interface, env=env, argv=argv, shell=shell, notes=notes)

@@ -25,7 +25,7 @@ def _checks_table(title: str, checks: list) -> Table:
     table.add_column("result")
     table.add_column("reason", overflow="fold")
     for c in checks:
-        table.add_row(c.name, f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", c.reason)
+        table.add_row(escape(c.name), f"[{STATUS_STYLE[c.status]}]{c.status.value}[/]", escape(c.reason))
     return table
 
 
@@ -192,7 +192,8 @@ def render_verdicts(findings: Findings, console: Console) -> None:
         disagree = [r.name for r in v.rules if r.agrees is False]
         if disagree:
             why += "\nrules of thumb that disagree with the measurement: " + ", ".join(disagree)
-        table.add_row(f.candidate, f"{f.workload} ({f.temperatures})", v.decision.value, why)
+        # Cells are rich markup: what comes from the experiment is escaped to show as written.
+        table.add_row(escape(f.candidate), escape(f"{f.workload} ({f.temperatures})"), v.decision.value, escape(why))
     console.print(table)
 
 
@@ -206,8 +207,6 @@ def _colored(value: float | None, text: str, red_below: float, green_from: float
 def watch_table(views: list[ModelView], break_even: float) -> Table:
     """One row per server and model: acceptance coloured against break-even (red below it, yellow up to the
     guide's gain zone, green above), KV usage red when full."""
-    from rich.markup import escape
-
     from specwise.monitor import WINDOWS
     from specwise.thresholds import ACCEPT_GAIN, KV_FULL
 

@@ -1,7 +1,12 @@
-"""The report as Markdown: verdicts, rules, comparisons by load, acceptance by temperature."""
+"""The report as Markdown: verdicts, rules, comparisons by load, acceptance by temperature.
+
+Every string from the experiment (names, temperatures, dataset paths in commands, rule texts) goes
+through `md`, so that it renders as the text it is: no raw HTML, no link, emphasis or table cell of its own.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from specwise.analysis import Estimate
@@ -22,6 +27,26 @@ def num(e: Any, digits: int = 2) -> str:
     return text
 
 
+_CODE = re.compile(r"(`[^`\n]*`)")
+# What can start markup inside a line in CommonMark/GFM: raw HTML and entities become entities (every
+# renderer honours those), emphasis, links, code, table cells and strikethrough get a backslash.
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_ACTIVE = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md(text: str) -> str:
+    """`text` as inert Markdown; the `code` spans specwise writes (commands, settings) stay code, where
+    raw HTML is shown, not rendered."""
+    parts = _CODE.split(text)
+    return "".join(part if i % 2 else _ACTIVE.sub(r"\\\1", "".join(_HTML.get(c, c) for c in part))
+                   for i, part in enumerate(parts))
+
+
+def cell(text: str) -> str:
+    """`md` for a table cell, where `|` ends the cell even inside a code span."""
+    return md(text.replace("|", "/"))
+
+
 def by_workload(findings: Findings) -> dict[str, list[Finding]]:
     out: dict[str, list[Finding]] = {}
     for f in findings.findings:
@@ -32,7 +57,8 @@ def by_workload(findings: Findings) -> dict[str, list[Finding]]:
 def answer(f: Finding) -> str:
     """One line: what to do, up to which load, for which traffic."""
     v = f.verdict
-    line = f"**{v.decision.value}** — {f.candidate} on {f.workload} (T mix {f.temperatures}): {v.headline}"
+    line = (f"**{v.decision.value}** — {md(f.candidate)} on {md(f.workload)} (T mix {md(f.temperatures)}): "
+            f"{md(v.headline)}")
     if v.limit:
         line += f"; vLLM setting: `{v.limit.vllm_setting}`"
     return line
@@ -47,13 +73,13 @@ def _agreement(r: Rule) -> str:
 
 
 def markdown(findings: Findings) -> str:
-    lines = [f"# specwise report — {findings.experiment}", "", "## The answer", ""]
+    lines = [f"# specwise report — {md(findings.experiment)}", "", "## The answer", ""]
     lines += [f"- {answer(f)}" for f in findings.findings] + [""]
     for f in findings.findings:
         v = f.verdict
-        lines += [f"## {f.candidate} on {f.workload} (T mix {f.temperatures}): **{v.decision.value}**", "",
-                  v.headline, ""]
-        lines += [f"Condition: {c}" for c in v.conditions] + ([""] if v.conditions else [])
+        lines += [f"## {md(f.candidate)} on {md(f.workload)} (T mix {md(f.temperatures)}): **{v.decision.value}**",
+                  "", md(v.headline), ""]
+        lines += [f"Condition: {md(c)}" for c in v.conditions] + ([""] if v.conditions else [])
         lines += [f"| {f.load_unit} | TPOT P50 speedup | TPOT P99 speedup | E2E P50 speedup | throughput ratio "
                   "| TTFT P50 change | baseline / candidate TPOT P50 ms | errors | short outputs | within SLOs |",
                   "|---:|---|---|---|---:|---|---:|---:|---:|---:|"]
@@ -74,7 +100,7 @@ def markdown(findings: Findings) -> str:
                       + (f" (the baseline reproduces itself in {q.floor_identical} of {q.floor_compared})"
                          if q.floor_compared else "")]
         lines += ["", "| rule | role | status | against the measurement | reason |", "|---|---|---|---|---|"]
-        lines += [f"| {r.name} | {r.role.value} | {r.status.value} | {_agreement(r)} | {r.reason.replace('|', '/')} |"
+        lines += [f"| {cell(r.name)} | {r.role.value} | {r.status.value} | {_agreement(r)} | {cell(r.reason)} |"
                   for r in v.rules]
         acc = f.server_acceptance.acceptance_rate if f.server_acceptance else None
         lines += ["", f"Server acceptance over the measured windows: {num(acc)}", ""]
@@ -84,11 +110,12 @@ def markdown(findings: Findings) -> str:
                       f"{num(b.pooled)} |" for b in f.buckets]
             lines.append("")
         for advice in v.advice:
-            lines += [f"Advice: {advice}", ""]
+            lines += [f"Advice: {md(advice)}", ""]
     if findings.best:
-        lines += ["## Candidate to use, by workload", ""] + [f"- {w}: {b}" for w, b in findings.best.items()] + [""]
+        lines += ["## Candidate to use, by workload", ""] + [f"- {md(w)}: {md(b)}" for w, b in findings.best.items()]
+        lines += [""]
     if findings.comparisons:
-        lines += ["## Candidates compared", ""] + [f"- {r.status.value}: {r.reason}" for r in findings.comparisons]
+        lines += ["## Candidates compared", ""] + [f"- {r.status.value}: {md(r.reason)}" for r in findings.comparisons]
     if findings.missing:
-        lines += ["", "Cells without results: " + ", ".join(findings.missing)]
+        lines += ["", "Cells without results: " + md(", ".join(findings.missing))]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -20,16 +21,37 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class WriteFailed(SpecwiseError):
+    """The run directory stopped taking writes (disk full, quota, I/O error)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        summarize = shlex.join(["specwise", "summarize", str(path.parent)])
+        super().__init__("--out", f"cannot write {path}: {exc.strerror or exc}",
+                         f"free space there; `{summarize}` reads what was written")
+
+
+def require_fresh(directory: Path) -> None:
+    """A run directory is new or empty: two runs in one directory would read back as one."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        what = "holds a run" if (directory / MANIFEST).exists() else "is not an empty directory"
+        raise SpecwiseError("--out", f"{directory} {what}", "give a new --out directory, or remove this one")
+
+
 class RunWriter:
-    """Appends records as they come; every line is flushed to the OS before the next request is counted."""
+    """Appends records as they come; every line is flushed to the OS before the next request is counted.
+
+    The manifest is written first with `complete: false`, so a run that ends in any way but `close` reads
+    back as incomplete. A failed write raises `WriteFailed`; `close` still tries to finalize the manifest.
+    """
 
     def __init__(self, directory: Path, manifest: Manifest) -> None:
+        require_fresh(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.manifest = manifest
         self._write_manifest()
-        self._requests: IO[str] = (directory / REQUESTS).open("a", encoding="utf-8")
-        self._metrics: IO[str] = (directory / METRICS).open("a", encoding="utf-8")
+        self._requests: IO[str] = (directory / REQUESTS).open("w", encoding="utf-8")
+        self._metrics: IO[str] = (directory / METRICS).open("w", encoding="utf-8")
 
     def _write_manifest(self) -> None:
         write_json_atomic(self.directory / MANIFEST, self.manifest.model_dump())
@@ -41,22 +63,34 @@ class RunWriter:
         _append(self._metrics, sample)
 
     def close(self, complete: bool, stop_reason: str | None) -> None:
-        self._requests.close()
-        self._metrics.close()
+        for handle in (self._requests, self._metrics):
+            try:
+                handle.close()
+            except OSError:
+                pass  # a line the disk refused stays lost; the manifest below matters more
         self.manifest = self.manifest.model_copy(update={"complete": complete, "stop_reason": stop_reason,
                                                          "finished_at": now_iso()})
-        self._write_manifest()
+        try:
+            self._write_manifest()
+        except OSError:
+            pass  # the manifest on disk still says complete: false, which stays true
 
 
 def _append(handle: IO[str], model: BaseModel) -> None:
-    handle.write(model.model_dump_json() + "\n")
-    handle.flush()
+    try:
+        handle.write(model.model_dump_json() + "\n")
+        handle.flush()
+    except OSError as exc:
+        raise WriteFailed(Path(handle.name), exc) from None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a write that failed half-way leaves no stray file
 
 
 def _read_lines(path: Path, model: type[BaseModel]) -> list[Any]:

@@ -165,7 +165,8 @@ def rule_divergence(ev: Evidence) -> Rule:
                         "speculative-decoding problem, not the mix", None,
                         values=vals | {"diagnosis": "speculative decoding"})
     if c is None or c.tpot_p99_speedup is None:
-        how = c.prescription if c and c.prescription else "rerun the same load with one low temperature"
+        how = f"run `{c.prescription}` and the same on the baseline" if c and c.prescription else \
+            "rerun the same load with one low temperature"
         return _explain(name, Status.FAIL, f"{base}; control not run — {how}", None,
                         values=vals | {"diagnosis": "unconfirmed"})
     if c.tpot_p99_speedup.value >= P99_WORSE:  # the control does not regress: P99 tightened
