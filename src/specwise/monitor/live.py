@@ -1,5 +1,5 @@
 """`specwise watch` as a function: poll each server's /metrics every interval, keep the polls, hand the views
-on. An unreachable server is a failed poll (shown, retried next interval), never an exception; with
+on (URLs shown and stored redacted, userinfo never sent). An unreachable server is a failed poll (shown, retried next interval), never an exception; with
 `record`, each poll is also stored as a run directory's metric sample, so `specwise summarize` reads it."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from specwise.load.client import auth_headers
 from specwise.metrics import snapshot_by_model
 from specwise.monitor.view import ModelView, Poll, views
 from specwise.results import Manifest, MetricSample, RunWriter, now_iso
+from specwise.urls import redact, request_url
 
 # A poll must never take longer than the interval: the next one would queue behind it.
 MAX_POLL_TIMEOUT_S = 5.0
@@ -42,7 +43,7 @@ def record_dir(root: Path, url: str, several: bool) -> Path:
 
 
 def _writer(root: Path, url: str, several: bool, interval_s: float) -> RunWriter:
-    manifest = Manifest(kind="specwise.watch", specwise_version=__version__, started_at=now_iso(), url=url,
+    manifest = Manifest(kind="specwise.watch", specwise_version=__version__, started_at=now_iso(), url=redact(url),
                         api="metrics", model="", seed=0, config={"interval_s": interval_s}, hardware={})
     return RunWriter(record_dir(root, url, several), manifest)
 
@@ -59,14 +60,14 @@ async def _watch(urls: Sequence[str], interval_s: float, polls_wanted: int | Non
             while polls_wanted is None or n < polls_wanted:
                 started = time.monotonic()
                 t = started - zero
-                results = await asyncio.gather(*(poll(client, url, t, min(interval_s, MAX_POLL_TIMEOUT_S))
-                                                  for url in urls))
+                results = await asyncio.gather(*(poll(client, request_url(url), t,
+                                                      min(interval_s, MAX_POLL_TIMEOUT_S)) for url in urls))
                 for url, p in zip(urls, results):
                     history[url] = (history[url] + [p])[-MAX_POLLS:]
                     if url in writers:
                         values = {k: v for model in p.models.values() for k, v in model.items()}
                         writers[url].metric(MetricSample(t_s=p.t_s, phase="during", values=values, error=p.error))
-                shown = [v for url in urls for v in views(url, history[url], t)]
+                shown = [v for url in urls for v in views(redact(url), history[url], t)]
                 on_update(shown)
                 n += 1
                 if polls_wanted is None or n < polls_wanted:
