@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from specwise.cli import app
 from specwise.engine import require_vllm
@@ -72,16 +73,16 @@ def serve(
         command = spec.command(vllm_version=vllm_version)
         print(command.shell)
         for note in command.notes:
-            console.print(f"note: {note}", highlight=False)
+            console.print(f"note: {note}", highlight=False, markup=False)
         return
     require_vllm()
     if model is None:
         from specwise.engine.pair import ensure_pair
 
-        ensure_pair(lambda msg: console.print(msg, highlight=False))  # the paths `spec` names, built on first use
+        ensure_pair(lambda msg: console.print(msg, highlight=False, markup=False))  # the paths `spec` names, built on first use
     server = VllmServer(spec, log_dir, ready_timeout_s=ready_timeout)
     if not is_loopback(host):
-        console.print(f"[bold yellow]warning:[/] --host {host}: the server is reachable from other machines; "
+        console.print(f"[bold yellow]warning:[/] --host {escape(host)}: the server is reachable from other machines; "
                       "only its API key keeps them out", highlight=False)
     log_dir.mkdir(parents=True, exist_ok=True)
     key_file = server.log_path.with_suffix(".key")
@@ -89,13 +90,15 @@ def serve(
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         started = time.monotonic()
-        with console.status(f"starting vLLM ({mode}) on {server.url}") as status:
+        # Paths and names are the user's words: escaped, so `[` in a directory name is text, not markup.
+        log = escape(str(server.log_path))
+        with console.status(f"starting vLLM ({mode}) on {escape(server.url)}") as status:
             server.start()
             server.wait_ready(on_tick=lambda: status.update(
-                f"starting vLLM ({mode}) on {server.url} — {time.monotonic() - started:.0f} s, log {server.log_path}"))
-        console.print(f"[green]ready[/] in {time.monotonic() - started:.0f} s: {server.url} — model "
-                      f"[bold]{spec.model_name}[/], mode {mode}{f', k={k}' if mode != 'baseline' else ''}; "
-                      f"log {server.log_path}. Ctrl-C stops it.", highlight=False)
+                f"starting vLLM ({mode}) on {escape(server.url)} — {time.monotonic() - started:.0f} s, log {log}"))
+        console.print(f"[green]ready[/] in {time.monotonic() - started:.0f} s: {escape(server.url)} — model "
+                      f"[bold]{escape(spec.model_name)}[/], mode {mode}{f', k={k}' if mode != 'baseline' else ''}; "
+                      f"log {log}. Ctrl-C stops it.", highlight=False)
         bench = shlex.join(["specwise", "bench", "--url", server.url, "--api-key-file", str(key_file)])
         console.print(f"its API key is in {key_file} (readable by you only): {bench}", highlight=False,
                       soft_wrap=True, markup=False)
@@ -106,7 +109,7 @@ def serve(
     except KeyboardInterrupt:
         console.print("stopping vLLM …")
     except EngineError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_ENGINE_FAILED) from None
     finally:
         server.stop()
