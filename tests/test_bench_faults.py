@@ -92,7 +92,8 @@ def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
     assert not manifest.complete and manifest.stop_reason == "server_died"
 
 
-def test_ctrl_c_leaves_a_readable_incomplete_run(tmp_path):
+@pytest.mark.parametrize("sig, code, reason", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_leaves_a_readable_incomplete_run(tmp_path, sig, code, reason):
     with FaultServer(tokens=8, chunk=1, gap_s=0.05) as server:
         out = tmp_path / "run"
         proc = subprocess.Popen([sys.executable, "-m", "specwise", "bench", "--url", server.url, "--concurrency", "2",
@@ -104,14 +105,16 @@ def test_ctrl_c_leaves_a_readable_incomplete_run(tmp_path):
             if requests.exists() and len(requests.read_text().splitlines()) >= 5:
                 break
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     run = load_run(out)
-    assert not run.manifest.complete and run.manifest.stop_reason == "interrupted"
+    assert not run.manifest.complete and run.manifest.stop_reason == reason
+    assert run.manifest.finished_at is not None
     assert len(run.requests) >= 5 and all(r.ok for r in run.requests)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and summary["requests"] == len(run.requests)
+    assert summary["complete"] is False and summary["stop_reason"] == reason
+    assert summary["requests"] == len(run.requests)
     again = CliRunner().invoke(app, ["summarize", str(out), "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["ok"] == len(run.requests)
 
