@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from specwise.errors import SpecwiseError
 from specwise.experiment import (cell_complete, cell_dir, cell_seed, control_workload, parse_config,
@@ -128,3 +129,13 @@ def test_production_temperatures_are_read() -> None:
                                        'temperatures: "0.1:60,1.0:40", production_temperatures: "0.1:1,0.9:1"'))
     assert config.workloads[1].production_mix == ((0.1, 0.5), (0.9, 0.5))
     assert config.workloads[0].production_mix == ()
+
+
+def test_a_workload_can_have_its_own_requests_per_cell() -> None:
+    """A mix is decided class by class: the quick experiment gives its mixed workload 9 requests per class."""
+    quick = quick_config()
+    by_name = {w.name: w for w in quick.workloads}
+    assert by_name["mixed"].requests == 27 and by_name["structured-t0"].requests is None
+    with pytest.raises(SpecwiseError, match=r"workloads\[0\]\.requests"):
+        parse_config(yaml.safe_dump({**quick.model_dump(mode="json", exclude_none=True),
+                                     "workloads": [{"name": "w", "requests": 2}]}), "exp.yaml")

@@ -29,7 +29,7 @@ Example experiment file:
   workloads:
     - {name: code, dataset: structured, temperatures: "0.2"}
     - {name: chat, dataset: prompts.jsonl, temperatures: "0.1:60,1.0:40",
-       production_temperatures: "0.1:50,0.7:20,1.0:30"}
+       production_temperatures: "0.1:50,0.7:20,1.0:30", requests: 128}
   loads: {concurrency: [1, 4, 16, 64]}      # or rate: [0.5, 2, 8]
   repetitions: 2
   requests: 64

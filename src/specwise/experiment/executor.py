@@ -127,12 +127,12 @@ class CellRunner:
             bench = BenchConfig(
                 url=url, api=config.api, model=server.model,
                 concurrency=int(level) if unit == "concurrency" else None, rate=level if unit == "rate" else None,
-                requests=config.requests, warmup=config.warmup, max_tokens=config.max_tokens,
+                requests=workload.requests or config.requests, warmup=config.warmup, max_tokens=config.max_tokens,
                 temperatures=workload.temperatures, dataset=workload.dataset, k=server.spec_k,
                 seed=cell_seed(config, workload.name, level, rep),
                 slo_ms=config.slo.bench_limits())
             label = f"{server.name} · {workload.name} · {load_label(unit, level)} · rep {rep + 1}"
-            self.events.cell_start(label, config.requests + config.warmup)
+            self.events.cell_start(label, (workload.requests or config.requests) + config.warmup)
             try:
                 execute_bench(bench, directory, api_key=key, on_record=lambda r: self.events.request_done(r.ok))
             except WriteFailed:
