@@ -96,9 +96,12 @@ def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
 def test_ctrl_c_or_sigterm_leaves_a_readable_incomplete_run(tmp_path, sig, code, reason):
     with FaultServer(tokens=8, chunk=1, gap_s=0.05) as server:
         out = tmp_path / "run"
+        # The child gets SIGINT's default disposition whatever its parent's (a shell's background job starts with
+        # SIGINT ignored, and Python then raises no KeyboardInterrupt), as a bench in a terminal has.
         proc = subprocess.Popen([sys.executable, "-m", "specwise", "bench", "--url", server.url, "--concurrency", "2",
                                  "--requests", "1000", "--max-tokens", "8", "--dataset", "open", "--out", str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             requests = out / "requests.jsonl"

@@ -216,7 +216,7 @@ def test_a_real_prometheus_records_the_acceptance_specwise_measures(server, tmp_
         drafted = 'sum(vllm:spec_decode_num_draft_tokens_total{job="vllm"})'
         settled(drafted)
         time.sleep(2)   # a few scrapes before the load, so the 5 m window starts before it
-        window, _ = measure(server["url"], load_prompt_set("structured")[:6], 0.0)
+        window, _ = measure(server["url"], load_prompt_set("structured")[:6], 0.0, server["key"])
         total = counters(server["url"]).draft_tokens
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (_prometheus_value(url, drafted) or 0) < total:
