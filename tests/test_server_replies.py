@@ -15,6 +15,8 @@ from test_bench_faults import check_intact, dataset
 from typer.testing import CliRunner
 
 from specwise.cli import app
+from specwise.analysis import summarize
+from specwise.analysis.compare import short_outputs
 from specwise.load import BenchConfig, execute_bench
 from specwise.load.client import retry_after
 from specwise.load.scrape import probe
@@ -86,6 +88,10 @@ def test_without_logprobs_the_token_count_is_marked_and_no_acceptance_is_made_up
             else:  # no usage, or an 8× inflated one (over max_tokens): the count is an estimate, no TPOT
                 assert r.token_source == "chunks" and r.output_tokens == 4 and r.tpot_s is None
                 assert (r.token_count_disagreement is not None) == (name == "no_logprobs_inflated")
+    # The summary says how many counts are estimates, and none of them reads as a short output.
+    run = load_run(tmp_path / "run")
+    assert summarize(run).estimated_tokens == 4
+    assert short_outputs([run]) == 0
 
 
 def test_endless_replies_are_cut(tmp_path):

@@ -140,11 +140,12 @@ def server_view(cells: Sequence[CellRuns]) -> ServerWindow | None:
 
 
 def short_outputs(runs: Sequence[Run]) -> int:
-    """Successful requests that returned fewer tokens than their run asked for."""
+    """Successful requests that returned fewer tokens than their run asked for (judged only where the count is
+    trustworthy: a chunk count without logprobs undercounts every chunk that carried several tokens)."""
     count = 0
     for run in runs:
         asked = run.manifest.config.get("max_tokens")
-        count += sum(1 for r in measured(run) if r.ok and asked and r.tokens < asked)
+        count += sum(1 for r in measured(run) if r.ok and asked and r.token_source != "chunks" and r.tokens < asked)
     return count
 
 

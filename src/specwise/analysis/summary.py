@@ -53,6 +53,8 @@ class BenchSummary(BaseModel):
     itl_ms: Latency | None = None
     e2e_ms: Latency | None = None
     send_lag_ms: dict[str, float] = Field(default_factory=dict)
+    estimated_tokens: int = Field(0, description="successful requests whose token count is only the chunk count "
+                                  "(no logprobs, no sane usage): left out of TPOT and ITL")
     acceptance: Acceptance
 
 
@@ -105,5 +107,6 @@ def summarize(run: Run, slo_ms: dict[str, float] | None = None, seed: int = 0) -
         itl_ms=latency([v for r in ok for v in r.itl_s], seed),
         e2e_ms=latency([r.e2e_s for r in ok if r.e2e_s is not None], seed),
         send_lag_ms={"p50": percentile(lags, 50), "p99": percentile(lags, 99), "max": max(lags)} if lags else {},
+        estimated_tokens=sum(1 for r in ok if r.token_source == "chunks"),
         acceptance=acceptance(records, k, scrapes(run)))
 

@@ -134,6 +134,9 @@ def render_summary(summary: BenchSummary, console: Console) -> None:
     state = "complete" if summary.complete else f"INCOMPLETE ({summary.stop_reason})"
     console.print(f"[bold]{summary.requests} requests[/] ({summary.ok} ok, {summary.warmup} warm-up left out) in "
                   f"{summary.duration_s:.1f} s — {state}", highlight=False)
+    if summary.estimated_tokens:
+        console.print(f"{summary.estimated_tokens} request(s) streamed without logprobs or a usable usage: their token "
+                      "count is the chunk count, an estimate, so they are left out of TPOT and ITL", highlight=False)
     if summary.errors:
         console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary.errors.items())),
                       highlight=False)
