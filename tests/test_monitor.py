@@ -235,3 +235,12 @@ def test_threshold_selector_quotes_model_names() -> None:
     rules = rule_groups([Threshold(model='we"ird\\name', break_even=0.4, source="t")])
     expr = rules["groups"][1]["rules"][0]["expr"]
     assert 'model_name="we\\"ird\\\\name"' in expr
+
+
+def test_a_recorded_poll_sums_every_model_like_bench(scripted, tmp_path: Path) -> None:
+    two = metrics_text(10, 40, 30, model="a") + metrics_text(10, 40, 10, model="b").replace("# TYPE", "# HELP")
+    server = scripted([two])
+    watch([server.url], interval_s=0.1, polls=1, record=tmp_path / "rec")
+    (sample,) = [json.loads(line) for line in (tmp_path / "rec" / "metrics.jsonl").read_text().splitlines()]
+    assert sample["values"]["vllm:spec_decode_num_accepted_tokens_total"] == 40
+    assert sample["values"]["vllm:spec_decode_num_draft_tokens_total"] == 80

@@ -41,6 +41,11 @@ class SpecCounters:
         """Tokens emitted per speculative step: 1 + accepted per draft."""
         return 1 + self.accepted / self.drafts if self.drafts else None
 
+    @property
+    def per_position(self) -> dict[int, float]:
+        """Acceptance by draft position: accepted at position i per draft."""
+        return {pos: n / self.drafts for pos, n in sorted(self.accepted_per_pos.items())} if self.drafts else {}
+
 
 # V0 (vLLM < 0.8.x with the old engine): its own counters and acceptance gauges.
 V0_EMITTED = "vllm:spec_decode_num_emitted_tokens_total"
@@ -98,13 +103,18 @@ def snapshot_by_model(text: str) -> dict[str, dict[str, float]]:
     return models
 
 
-def snapshot(text: str) -> dict[str, float]:
-    """The watched series of one scrape, each summed over its labels (engines, model names)."""
+def all_models(by_model: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The series of every model of a scrape summed into one (`snapshot_by_model` → `snapshot`)."""
     values: dict[str, float] = {}
-    for per_model in snapshot_by_model(text).values():
+    for per_model in by_model.values():
         for key, value in per_model.items():
             values[key] = values.get(key, 0.0) + value
     return values
+
+
+def snapshot(text: str) -> dict[str, float]:
+    """The watched series of one scrape, each summed over its labels (engines, model names)."""
+    return all_models(snapshot_by_model(text))
 
 
 def is_counter(key: str) -> bool:

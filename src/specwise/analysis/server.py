@@ -55,8 +55,7 @@ def server_window(windows: Sequence[Scrapes]) -> ServerWindow | None:
     return ServerWindow(
         scrapes=sum(len(w) for w in used), acceptance_rate=counters.acceptance_rate,
         mean_acceptance_length=counters.mean_acceptance_length,
-        per_position={pos: n / counters.drafts for pos, n in sorted(counters.accepted_per_pos.items())}
-        if counters.drafts else {},
+        per_position=counters.per_position,
         drafts=counters.drafts, draft_tokens=counters.draft_tokens, accepted_tokens=counters.accepted,
         v0_acceptance_gauge=values.get(V0_GAUGES[0]), kv_cache_usage_mean=values.get(kv),
         kv_cache_usage_max=values.get(f"max:{kv}"), running_max=values.get("max:vllm:num_requests_running"),

@@ -22,7 +22,8 @@ def _where(name: str) -> str:
 def _panel(pid: int, title: str, targets: list[tuple[str, str]], unit: str, x: int, y: int,
            thresholds: list[tuple[str, float | None]] | None = None) -> dict[str, Any]:
     steps = [{"color": color, "value": value} for color, value in (thresholds or [("green", None)])]
-    return {"id": pid, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+    return {"id": pid, "type": "timeseries", "title": title,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
             "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
             "fieldConfig": {"defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
                             "overrides": []},

@@ -1,6 +1,7 @@
 """`specwise watch` as a function: poll each server's /metrics every interval, keep the polls, hand the views
-on (URLs shown and stored redacted, userinfo never sent). An unreachable server is a failed poll (shown, retried next interval), never an exception; with
-`record`, each poll is also stored as a run directory's metric sample, so `specwise summarize` reads it."""
+on (URLs shown and stored redacted, userinfo never sent). An unreachable server is a failed poll (shown,
+retried next interval), never an exception; with `record`, each poll is also stored as a run directory's
+metric sample (every model's series summed, as `specwise bench` stores them), so `specwise summarize` reads it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 
 from specwise import __version__
 from specwise.load.client import auth_headers
-from specwise.metrics import snapshot_by_model
+from specwise.metrics import all_models, snapshot_by_model
 from specwise.monitor.view import ModelView, Poll, views
 from specwise.results import Manifest, MetricSample, RunWriter, now_iso
 from specwise.urls import redact, request_url
@@ -65,8 +66,8 @@ async def _watch(urls: Sequence[str], interval_s: float, polls_wanted: int | Non
                 for url, p in zip(urls, results):
                     history[url] = (history[url] + [p])[-MAX_POLLS:]
                     if url in writers:
-                        values = {k: v for model in p.models.values() for k, v in model.items()}
-                        writers[url].metric(MetricSample(t_s=p.t_s, phase="during", values=values, error=p.error))
+                        writers[url].metric(MetricSample(t_s=p.t_s, phase="during", values=all_models(p.models),
+                                                         error=p.error))
                 shown = [v for url in urls for v in views(redact(url), history[url], t)]
                 on_update(shown)
                 n += 1

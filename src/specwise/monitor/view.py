@@ -62,8 +62,7 @@ def figures(counters: SpecCounters, values: dict[str, float], seconds: float | N
     per_s = (lambda n: n / seconds) if seconds else (lambda n: None)
     return Figures(seconds=seconds, acceptance_rate=counters.acceptance_rate,
                    acceptance_length=counters.mean_acceptance_length,
-                   per_position={pos: n / counters.drafts for pos, n in sorted(counters.accepted_per_pos.items())}
-                   if counters.drafts else {},
+                   per_position=counters.per_position,
                    drafts=counters.drafts, drafts_per_s=per_s(counters.drafts),
                    output_tok_s=per_s(values[GENERATED]) if GENERATED in values else None,
                    preemptions=values.get(PREEMPTIONS))

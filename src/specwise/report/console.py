@@ -126,7 +126,7 @@ def _ms(est: Estimate) -> str:
     return f"{est.value:.1f}{ci}"
 
 
-def _pct(value: float | None) -> str:
+def three_decimals(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
@@ -162,7 +162,7 @@ def _acceptance(acc: Acceptance, console: Console) -> None:
     if acc.server and acc.server.drafts:
         s = acc.server
         per_pos = " ".join(f"{v:.2f}" for v in s.per_position.values())
-        console.print(f"server counters over the run: acceptance {_pct(s.acceptance_rate)}, mean acceptance "
+        console.print(f"server counters over the run: acceptance {three_decimals(s.acceptance_rate)}, mean acceptance "
                       f"length {s.mean_acceptance_length:.2f}, by position {per_pos}", highlight=False)
     elif acc.server:
         console.print("server counters over the run: no speculative drafts (speculation off, or another engine)",
@@ -172,11 +172,11 @@ def _acceptance(acc: Acceptance, console: Console) -> None:
         for col in ("temperature", "requests", "P10", "P50", "P90", "pooled", "source"):
             table.add_column(col, justify="right")
         for b in acc.buckets:
-            table.add_row(f"{b.temperature:g}", str(b.requests), _pct(b.p10), _pct(b.p50), _pct(b.p90), _pct(b.pooled),
+            table.add_row(f"{b.temperature:g}", str(b.requests), three_decimals(b.p10), three_decimals(b.p50), three_decimals(b.p90), three_decimals(b.pooled),
                           ", ".join(f"{k} {v}" for k, v in sorted(b.sources.items())))
         console.print(table)
-        console.print(f"per-request pooled acceptance {_pct(acc.per_request_pooled)}"
-                      + (f" (server counters: {_pct(acc.server.acceptance_rate)})" if acc.server else ""),
+        console.print(f"per-request pooled acceptance {three_decimals(acc.per_request_pooled)}"
+                      + (f" (server counters: {three_decimals(acc.server.acceptance_rate)})" if acc.server else ""),
                       highlight=False)
     if acc.merged_chunk_requests:
         console.print(f"{acc.merged_chunk_requests} requests had merged chunks (no per-chunk estimate for them)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from specwise.monitor import Poll, timeline
+from specwise.report.console import three_decimals
 from specwise.report.plots import watch_plot
 from specwise.results import Run, write_json_atomic
 from specwise.thresholds import ACCEPT_OFF
@@ -21,10 +22,6 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>spec
 </table></body></html>"""
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def write_watch_report(run: Run, break_even: float = ACCEPT_OFF) -> dict[str, Path]:
     import jinja2
 
@@ -32,15 +29,15 @@ def write_watch_report(run: Run, break_even: float = ACCEPT_OFF) -> dict[str, Pa
     rows = timeline(polls, "")
     plot = watch_plot([(t, f.acceptance_rate, kv) for t, f, kv in rows], break_even)
     env = jinja2.Environment(autoescape=True)
-    env.filters["fmt"] = _fmt
+    env.filters["fmt"] = three_decimals
     failed = sum(1 for p in polls if p.error is not None)
     page = env.from_string(PAGE).render(url=run.manifest.url, polls=len(polls), started=run.manifest.started_at,
                                         failed=failed, plot=plot, rows=rows)
     lines = [f"# Recorded watch of {run.manifest.url}".replace("<", "&lt;"), "",
              f"{len(polls)} polls, {failed} failed.", "", "| s | acceptance (1 m) | length | drafts/s | KV usage |",
              "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {t:.0f} | {_fmt(f.acceptance_rate)} | {_fmt(f.acceptance_length)} | {_fmt(f.drafts_per_s)} | "
-              f"{_fmt(kv)} |" for t, f, kv in rows]
+    lines += ["| " + " | ".join([f"{t:.0f}", *map(three_decimals, (f.acceptance_rate, f.acceptance_length,
+                                                                  f.drafts_per_s, kv))]) + " |" for t, f, kv in rows]
     paths = {"html": run.directory / "report.html", "markdown": run.directory / "report.md",
              "json": run.directory / "report.json"}
     paths["html"].write_text(page, encoding="utf-8")
