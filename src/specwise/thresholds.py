@@ -56,3 +56,14 @@ TTFT_WORSE = 1.05
 EQUIVALENCE_TOLERANCE = 0.10
 # A production temperature within this of a tested one counts as tested.
 COVERAGE_TOLERANCE = 0.05
+
+# The load generator's own limits: when it is the bottleneck, what it measured is its own, not the server's.
+# A request sent more than this after its scheduled time was not sent at the load asked for.
+SEND_LAG_BOUND_S = 0.005
+# A sender whose process used more than this share of a core over a window (CLIENT_CPU_WINDOW_S) is saturated:
+# the chunks it read then were timed late.
+CLIENT_CPU_SATURATED = 0.95
+CLIENT_CPU_WINDOW_S = 0.5
+# A run with more than this share of its measured requests marked client-bound is generator-bound: its
+# latencies and throughput are the client's limit and are not reported as the server's.
+GENERATOR_BOUND_SHARE = 0.01

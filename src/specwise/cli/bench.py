@@ -71,6 +71,12 @@ def bench(
     timeout: float = typer.Option(120.0, "--timeout", help="A stream silent this many seconds is a timeout."),
     request_timeout: float = typer.Option(600.0, "--request-timeout", help="A request still streaming after this "
                                           "many seconds is cut and recorded as request_timeout."),
+    workers: int = typer.Option(1, "--workers", help="Senders, each with its share of the one schedule: 1 sends "
+                                "from this process; N > 1 from N worker processes (about one per free core), or "
+                                "N Ray actors with --ray."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Send from Ray actors on this cluster (its address, e.g. "
+                                      "127.0.0.1:6379 or ray://HEAD:10001); specwise must be installed on its "
+                                      "nodes."),
     api_key_env: Optional[str] = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable "
                                               "holding the API key (never logged or stored)."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="Or a file holding the API key."),
@@ -103,7 +109,7 @@ def bench(
                          temperatures=temperatures, dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
                          scrape_interval_s=scrape_interval,
                          stall_timeout_s=timeout, request_timeout_s=request_timeout,
-                         slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms))
+                         slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms), workers=workers, ray=ray)
     out = check_out_dir(out or Path("specwise-runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}")
     console = Console(stderr=True)
     if has_userinfo(url):

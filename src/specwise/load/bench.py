@@ -16,23 +16,30 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field
 
 from specwise import __version__
 from specwise.errors import SpecwiseError, check_number, read_text
-from specwise.load.client import Endpoint, client_for
-from specwise.load.driver import drive
+from specwise.load.client import Endpoint
 from specwise.load.scrape import probe, scrape
+from specwise.load.senders import Job, LocalSenders, ProcessSenders, SenderFailed, loop_factory
 from specwise.results import Manifest, MetricSample, RequestRecord, RunWriter, WriteFailed, now_iso, require_fresh
 from specwise.urls import redact, request_url
-from specwise.workload import MAX_REQUESTS, LoadShape, Mix, Prompt, load_dataset, parse_temperature_mix, request_plan
+from specwise.workload import MAX_REQUESTS, LoadShape, Share, load_dataset, parse_temperature_mix
+
+T = TypeVar("T")
 
 SCRAPE_TIMEOUT_S = 5.0
+# Senders in other processes hear the start this long before it: they all begin together.
+START_LEAD_S = 0.1
+# More worker processes than this on one machine is a typo (each is a Python interpreter and its connections).
+MAX_WORKERS = 256
 
 # This many connection failures in a row, with nothing answered in between: the server is gone, not busy
 # (a busy or overloaded server answers, if only with 429/503, or times out).
@@ -94,9 +101,14 @@ class BenchConfig(BaseModel):
     # The whole request, besides the stall timeout: a server that streams forever must not hang a run.
     request_timeout_s: float = 600.0
     slo_ms: dict[str, float] = Field(default_factory=dict)
+    # Senders: 1 is this process alone; more are worker processes (or, with `ray`, Ray actors on that cluster),
+    # each with its share of the one schedule.
+    workers: int = 1
+    ray: str | None = None
 
     def shape(self) -> LoadShape:
         check_number("--warmup", self.warmup, 0, MAX_REQUESTS, "e.g. --warmup 4")
+        check_number("--workers", self.workers, 1, MAX_WORKERS, "e.g. --workers 2 (one per core)")
         return LoadShape(self.concurrency, self.rate, self.arrivals, self.burstiness, self.requests, self.duration_s,
                          self.max_in_flight).validate()
 
@@ -119,37 +131,55 @@ def hardware() -> dict[str, Any]:
             "system": platform.system(), "python": platform.python_version()}
 
 
-async def _bench(config: BenchConfig, shape: LoadShape, endpoint: Endpoint, prompts: tuple[Prompt, ...], mix: Mix,
-                 writer: RunWriter,
-                 on_record: Callable[[RequestRecord], None]) -> None:
-    plan = request_plan(prompts, mix, config.seed, config.warmup)
+def senders_for(config: BenchConfig, job: Job, zero: float, on_record: Callable[[RequestRecord], None],
+                on_line: Callable[[str], None]) -> LocalSenders | ProcessSenders | Any:
+    """Who sends: this process alone, worker processes, or Ray actors — each with its share of the schedule."""
+    shape = job.shape
+    # No more senders than requests in flight or requests to send: a sender with nothing to do is a process wasted.
+    n = min(config.workers, *(v for v in (shape.concurrency, shape.requests) if v is not None))
+    jobs = [replace(job, share=Share(i, n)) for i in range(n)]
+    if config.ray:
+        from specwise.load.ray import RaySenders
+        return RaySenders(config.ray, jobs, zero, on_line)
+    if n == 1:
+        return LocalSenders(job, zero, on_record)
+    return ProcessSenders(jobs, zero, on_line)
+
+
+async def _bench(config: BenchConfig, job: Job, writer: RunWriter, on_record: Callable[[RequestRecord], None],
+                 stats: list[dict[str, Any]]) -> None:
+    endpoint = job.endpoint
     zero = time.perf_counter()
     refused = 0  # connection failures in a row
     dead = asyncio.Event()
 
-    def record(rec: RequestRecord) -> None:
+    def seen(rec: RequestRecord) -> None:
         nonlocal refused
-        writer.request(rec)
         on_record(rec)
         refused = refused + 1 if rec.error == "connect_error" else 0
         if refused >= SERVER_DEAD_AFTER:
             dead.set()
 
-    async def load(client: httpx.AsyncClient, shape: LoadShape) -> None:
+    def record(rec: RequestRecord) -> None:
+        writer.request(rec)
+        seen(rec)
+
+    def line(text: str) -> None:
+        writer.request_line(text)
+        seen(RequestRecord.model_validate_json(text))
+
+    async def unless_dead(step: Awaitable[T]) -> T:
         # A dead server would otherwise be sent every remaining request, each recorded as refused.
-        driving = asyncio.create_task(drive(client, endpoint, plan, shape, max_tokens=config.max_tokens,
-                                            ignore_eos=config.ignore_eos, seed=config.seed, on_record=record,
-                                            zero=zero))
-        watching = asyncio.create_task(dead.wait())
+        stepping, watching = asyncio.ensure_future(step), asyncio.create_task(dead.wait())
         try:
-            await asyncio.wait({driving, watching}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stepping, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (driving, watching):
-                task.cancel()
-            await asyncio.gather(driving, watching, return_exceptions=True)
+            watching.cancel()
         if dead.is_set():
+            stepping.cancel()
+            await asyncio.gather(stepping, return_exceptions=True)
             raise ServerDied
-        driving.result()  # the driver's own failure, if any
+        return stepping.result()
 
     # A slow /metrics must neither hold up the sends nor pile scrapes up: each one gets a short deadline.
     timeout_s = min(config.scrape_interval_s, SCRAPE_TIMEOUT_S)
@@ -159,25 +189,28 @@ async def _bench(config: BenchConfig, shape: LoadShape, endpoint: Endpoint, prom
         writer.metric(taken)
         return taken
 
-    async with httpx.AsyncClient(headers=endpoint.headers) as scraper, client_for(shape) as client:
-        if config.warmup:
-            # Warm-up first and on its own, so that the counters' window holds the measured requests only.
-            # It also opens the connections the measured requests then reuse.
-            await load(client, LoadShape(concurrency=min(config.warmup, shape.concurrency or shape.max_in_flight or 4),
-                                 requests=config.warmup))
-        await sample("before")
-
-        async def every() -> None:
-            while True:
-                await asyncio.sleep(config.scrape_interval_s)
-                await sample("during")
-
-        ticker = asyncio.create_task(every())
+    senders = senders_for(config, job, zero, record, line)
+    async with httpx.AsyncClient(headers=endpoint.headers) as scraper:
         try:
-            await load(client, shape)
-        finally:
-            ticker.cancel()
-            after = await sample("after")
+            await unless_dead(senders.start())   # every sender's warm-up done, its connections open
+            await sample("before")
+
+            async def every() -> None:
+                while True:
+                    await asyncio.sleep(config.scrape_interval_s)
+                    await sample("during")
+
+            ticker = asyncio.create_task(every())
+            try:
+                # Senders elsewhere get a moment to hear the start, so that they all begin at the same time.
+                senders.go(time.perf_counter() - zero + (START_LEAD_S if senders.senders > 1 else 0.0))
+                stats[:] = await unless_dead(senders.finished())
+            finally:
+                ticker.cancel()
+                after = await sample("after")
+        except BaseException:
+            stats[:] = await senders.stop()
+            raise
         if refused and after.error == "ConnectError":
             raise ServerDied  # the last requests were refused and so is /metrics: it died near the end
 
@@ -203,15 +236,18 @@ def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     config = config.model_copy(update={"model": model, "url": shown})
     endpoint = Endpoint(url, model, config.api, api_key, config.k, config.stall_timeout_s, config.request_seeds,
                         config.request_timeout_s)
+    job = Job(endpoint, prompts, mix, config.seed, config.warmup, shape, config.max_tokens, config.ignore_eos)
     manifest = Manifest(specwise_version=__version__, started_at=now_iso(), url=shown, api=config.api,
                         model=model, server_version=version, seed=config.seed, config=config.model_dump(),
                         hardware=hardware())
     writer = RunWriter(out, manifest)
     on_start(manifest)
     reason = "interrupted"  # what KeyboardInterrupt leaves
+    stats: list[dict[str, Any]] = []
     with sigterm_as_terminated():
         try:
-            asyncio.run(_bench(config, shape, endpoint, prompts, mix, writer, on_record))
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(_bench(config, job, writer, on_record, stats))
             reason = "done"
         except Terminated:
             reason = "terminated"
@@ -221,9 +257,13 @@ def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
         except WriteFailed:
             reason = "write_failed"
             raise
+        except SenderFailed as exc:
+            reason = "crashed: SenderFailed"
+            raise SpecwiseError("--workers" if not config.ray else "--ray", str(exc),
+                                "see the error above; the finished requests are kept") from None
         except Exception as exc:
             reason = f"crashed: {type(exc).__name__}"
             raise
         finally:
-            writer.close(complete=reason == "done", stop_reason=reason)
+            writer.close(complete=reason == "done", stop_reason=reason, senders=stats)
     return out

@@ -1,4 +1,5 @@
-"""The HTTP client: one streamed request against an OpenAI-compatible endpoint, timed on a monotonic clock.
+"""The HTTP client: one streamed request against an OpenAI-compatible endpoint over aiohttp, timed on a
+monotonic clock.
 
 Timing (seconds on `time.perf_counter`, 0 = the run's start): each request has its
 scheduled time, its actual send time and the arrival of every content chunk. TPOT and
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from specwise.load.protocol import (ERROR_DETAIL_CHARS, MAX_LINE_BYTES, Api, Fault, LineSplitter, Stream, api_path,
                                     request_body)
@@ -67,40 +68,44 @@ def _detail(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:ERROR_DETAIL_CHARS]
 
 
-async def _exchange(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any], stream: Stream,
-                    fields: dict[str, Any]) -> None:
+async def _exchange(session: aiohttp.ClientSession, endpoint: Endpoint, body: dict[str, Any], stream: Stream,
+                    fields: dict[str, Any], zero: float) -> None:
     """One try: POST the request and read its stream into `stream` (faults raise)."""
-    async with client.stream("POST", endpoint.url.rstrip("/") + api_path(endpoint.api), headers=endpoint.headers,
-                             json=body, timeout=httpx.Timeout(endpoint.stall_timeout_s, connect=10.0)) as response:
-        fields["http_status"] = response.status_code
-        if response.status_code != 200:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=endpoint.stall_timeout_s)
+    async with session.post(endpoint.url.rstrip("/") + api_path(endpoint.api), headers=endpoint.headers,
+                            data=json.dumps(body).encode(), timeout=timeout) as response:
+        fields["http_status"] = response.status
+        if response.status != 200:
             fields["retry_after_s"] = retry_after(response.headers.get("retry-after"))
-            raise Fault(f"http_{response.status_code}", await _head(response))
+            raise Fault(f"http_{response.status}", await _head(response))
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             text = await _head(response)
             raise Fault("not_streamed" if _is_json(text) else "non_json_body", text)
         lines = LineSplitter()
-        async for data in response.aiter_bytes():
+        # Raw reads, split here: aiohttp's own line reader caps a line at its buffer (64 KiB) and errs past it.
+        async for data in response.content.iter_any():
+            now = time.perf_counter() - zero   # one time for every line of this read: when its bytes came
             for line in lines.feed(data):
-                if stream.feed(line):
+                if stream.feed(line, now):
                     stream.finish()
                     return
         stream.feed(lines.rest())
         stream.finish()
 
 
-async def _head(response: httpx.Response) -> str:
+async def _head(response: aiohttp.ClientResponse) -> str:
     """A body that should have been a stream, read no further than a line may be: it may not end."""
     head = bytearray()
-    async for data in response.aiter_bytes():
+    async for data in response.content.iter_any():
         head += data
         if len(head) > MAX_LINE_BYTES:
             break
     return head.decode(errors="replace")
 
 
-async def send(client: httpx.AsyncClient, endpoint: Endpoint, planned: Planned, *, zero: float, scheduled_s: float,
-               max_tokens: int, ignore_eos: bool = True, text_out: list[str] | None = None) -> RequestRecord:
+async def send(session: aiohttp.ClientSession, endpoint: Endpoint, planned: Planned, *, zero: float,
+               scheduled_s: float, max_tokens: int, ignore_eos: bool = True,
+               text_out: list[str] | None = None) -> RequestRecord:
     """One streamed request; every failure becomes the record's `error`, never an exception.
 
     A refused connection is retried a few times (the request never went out, so a
@@ -112,29 +117,34 @@ async def send(client: httpx.AsyncClient, endpoint: Endpoint, planned: Planned, 
     body = request_body(endpoint.model, endpoint.api, planned, max_tokens, ignore_eos, endpoint.request_seeds)
     retries = 0
     sent = time.perf_counter() - zero
+    deadline = asyncio.timeout(endpoint.request_timeout_s)
     try:
-        async with asyncio.timeout(endpoint.request_timeout_s):
+        async with deadline:
             while True:
                 sent = time.perf_counter() - zero
                 try:
-                    await _exchange(client, endpoint, body, stream, fields)
+                    await _exchange(session, endpoint, body, stream, fields, zero)
                     break
-                except httpx.ConnectError:
+                except aiohttp.ClientConnectorError:
                     if retries == len(CONNECT_RETRY_S):
                         raise
                     await asyncio.sleep(CONNECT_RETRY_S[retries])
                     retries += 1
     except Fault as fault:
         fields |= {"error": fault.kind, "error_detail": fault.detail or None}
-    except httpx.ConnectError as exc:
-        fields |= {"error": "connect_error", "error_detail": str(exc)[:ERROR_DETAIL_CHARS] or None}
-    except httpx.TimeoutException as exc:
+    except aiohttp.ClientConnectorError as exc:
+        fields |= {"error": "connect_error", "error_detail": _detail(exc)}
+    except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
         fields |= {"error": "timeout", "error_detail": f"{type(exc).__name__} after {endpoint.stall_timeout_s:g} s"}
-    except TimeoutError:  # asyncio.timeout's: the request outlived its deadline while data still flowed
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        # The request outlived its deadline while data still flowed.
         fields |= {"error": "request_timeout", "error_detail": f"over {endpoint.request_timeout_s:g} s"}
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         fields |= {"error": "stream_reset", "error_detail": _detail(exc)}
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
+        # ValueError: a reply that is not HTTP at all (aiohttp's parser raises its own kinds of it).
         fields |= {"error": "http_error", "error_detail": _detail(exc)}
     end = time.perf_counter() - zero
     return RequestRecord(index=planned.index, warmup=planned.warmup, prompt_id=planned.prompt.id,
@@ -150,8 +160,15 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def client_for(shape: LoadShape) -> httpx.AsyncClient:
-    """One client (connection pool) for a run: warm-up and measured requests share its connections."""
-    connections = shape.concurrency or shape.max_in_flight or 1000
-    return httpx.AsyncClient(limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-                             timeout=httpx.Timeout(600.0))
+def session_for(connections: int | None) -> aiohttp.ClientSession:
+    """One session (connection pool) for a driver: warm-up and measured requests share its connections.
+
+    `connections` bounds the pool; None leaves it unbounded, so that an open-loop send never waits for a
+    connection inside the pool, where its lag would be hidden from `sent_s`. aiohttp's pool hands out a
+    connection in constant time (httpcore's scans every connection for every queued request: quadratic).
+    """
+    connector = aiohttp.TCPConnector(limit=connections or 0, limit_per_host=0, ttl_dns_cache=None,
+                                     enable_cleanup_closed=False)
+    # A server's cookies are no business of a load test's; Content-Type is set once here.
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
+                                 headers={"Content-Type": "application/json"}, timeout=aiohttp.ClientTimeout(None))

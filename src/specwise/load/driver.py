@@ -1,21 +1,33 @@
 """The driver: keeps a load's shape — N requests in flight (closed loop) or sends on an arrival schedule
-(open loop) — until its bound, handing each record on as it ends."""
+(open loop) — until its bound, handing each record on as it ends, and watches its own limits.
+
+A sender that falls behind says so: each record is marked `client_bound` with why — sent later than
+`SEND_LAG_BOUND_S` after its scheduled time, held back by the in-flight cap, or in flight while the sender's
+process was saturating its core — and carries the largest event-loop stall seen while it was in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
-import httpx
+import aiohttp
 
 from specwise.load.client import Endpoint, send
 from specwise.results import RequestRecord
-from specwise.workload import LoadShape, Planned, arrival_offsets
+from specwise.thresholds import CLIENT_CPU_SATURATED, CLIENT_CPU_WINDOW_S, SEND_LAG_BOUND_S
+from specwise.workload import LoadShape, Planned
 
 # asyncio.sleep wakes up to a few ms late on a busy loop: sleep to just before the send time,
 # then yield to the loop until it comes, so other requests' chunks are still read meanwhile.
 SPIN_S = 0.002
+# The gauge's tick: how often it looks at the loop's lateness and the process's CPU time.
+TICK_S = 0.005
+# Stalls shorter than this are the timer's own grain (uvloop's is 1 ms), not kept for marking.
+STALL_KEPT_S = 0.001
 
 
 async def sleep_until(when: float) -> None:
@@ -26,16 +38,92 @@ async def sleep_until(when: float) -> None:
         await asyncio.sleep(0)
 
 
-async def drive(client: httpx.AsyncClient, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
-                max_tokens: int, on_record: Callable[[RequestRecord], None], ignore_eos: bool = True,
-                seed: int = 0, zero: float | None = None) -> None:
+class Gauge:
+    """A sender's view of itself while it runs (times in s on the run's clock): the event loop's lateness
+    at each tick (a stall delays every chunk read meanwhile) and the process's CPU share per window."""
+
+    def __init__(self, zero: float) -> None:
+        self.zero = zero
+        self.stalls: list[float] = []                    # lateness of every tick
+        self._stall_end: list[float] = []                # kept stalls: when each ended, and how long it was
+        self._stall_len: list[float] = []
+        self.windows: list[tuple[float, float, float]] = []   # (start, end, CPU share)
+        self._saturated_end: list[float] = []
+        self._saturated_start: list[float] = []
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    async def run(self) -> None:
+        while True:
+            due = time.perf_counter() + TICK_S
+            await asyncio.sleep(TICK_S)
+            now = time.perf_counter()
+            late = max(0.0, now - due)
+            self.stalls.append(late)
+            if late > STALL_KEPT_S:
+                self._stall_end.append(now - self.zero)
+                self._stall_len.append(late)
+            if now - self._wall >= CLIENT_CPU_WINDOW_S:
+                cpu = time.process_time()
+                share = (cpu - self._cpu) / (now - self._wall)
+                window = (self._wall - self.zero, now - self.zero, share)
+                self.windows.append(window)
+                if share >= CLIENT_CPU_SATURATED:
+                    self._saturated_start.append(window[0])
+                    self._saturated_end.append(window[1])
+                self._wall, self._cpu = now, cpu
+
+    def stall_during(self, start: float, end: float) -> float:
+        """The longest stall that overlapped [start, end]."""
+        longest = 0.0
+        for i in range(bisect.bisect_left(self._stall_end, start), len(self._stall_end)):
+            if self._stall_end[i] - self._stall_len[i] > end:
+                break
+            longest = max(longest, self._stall_len[i])
+        return longest
+
+    def saturated_during(self, start: float, end: float) -> bool:
+        i = bisect.bisect_left(self._saturated_end, start)
+        return i < len(self._saturated_end) and self._saturated_start[i] <= end
+
+    def mark(self, record: RequestRecord, capped: bool) -> RequestRecord:
+        reasons = []
+        if record.send_lag_s > SEND_LAG_BOUND_S:
+            reasons.append("send_lag")
+        if capped:
+            reasons.append("in_flight_cap")
+        if self.saturated_during(record.sent_s, record.end_s):
+            reasons.append("cpu_saturated")
+        record.client_bound = reasons
+        record.client_stall_ms = 1e3 * self.stall_during(record.sent_s, record.end_s)
+        return record
+
+    def stats(self) -> dict[str, Any]:
+        """What the run's manifest keeps of this sender: stalls (ms) and CPU shares over its windows."""
+        stalls = sorted(self.stalls)
+
+        def q(p: float) -> float:
+            return 1e3 * stalls[min(len(stalls) - 1, int(p / 100 * len(stalls)))] if stalls else 0.0
+
+        shares = [w[2] for w in self.windows]
+        return {"stall_ms": {"p50": q(50), "p99": q(99), "max": 1e3 * stalls[-1] if stalls else 0.0},
+                "cpu_share": {"mean": sum(shares) / len(shares) if shares else None,
+                              "max": max(shares) if shares else None},
+                "windows": len(shares), "saturated_windows": len(self._saturated_end)}
+
+
+async def drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
+                max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
+                offsets: Iterator[float] | None = None, ignore_eos: bool = True, gauge: Gauge | None = None,
+                sender: int = 0) -> None:
     """Send the next requests of `plan` in `shape` until its bound; `on_record` gets each record as it ends.
 
-    The duration and the open-loop schedule run from this call. Requests in flight when
+    Times are on the run's clock (`zero`, a `time.perf_counter` value); sending begins at `start_s` on it,
+    which the duration and the open-loop `offsets` (s from the start) run from. Requests in flight when
     the bound is reached are awaited; cancelling the task cancels them.
     """
-    zero = time.perf_counter() if zero is None else zero
-    deadline = time.perf_counter() + shape.duration_s if shape.duration_s is not None else None
+    start = zero + start_s
+    await sleep_until(start)
+    deadline = start + shape.duration_s if shape.duration_s is not None else None
     sent = 0
 
     def more() -> bool:
@@ -47,9 +135,11 @@ async def drive(client: httpx.AsyncClient, endpoint: Endpoint, plan: Iterator[Pl
         sent += 1
         return True
 
-    async def one(planned: Planned, scheduled_s: float) -> None:
-        on_record(await send(client, endpoint, planned, zero=zero, scheduled_s=scheduled_s, max_tokens=max_tokens,
-                             ignore_eos=ignore_eos))
+    async def one(planned: Planned, scheduled_s: float, capped: bool = False) -> None:
+        record = await send(session, endpoint, planned, zero=zero, scheduled_s=scheduled_s, max_tokens=max_tokens,
+                            ignore_eos=ignore_eos)
+        record.sender = sender
+        on_record(gauge.mark(record, capped) if gauge else record)
 
     if shape.concurrency is not None:
         async def worker() -> None:
@@ -59,26 +149,25 @@ async def drive(client: httpx.AsyncClient, endpoint: Endpoint, plan: Iterator[Pl
         await asyncio.gather(*(worker() for _ in range(shape.concurrency)))
         return
 
-    assert shape.rate is not None
+    assert offsets is not None, "an open-loop load needs its send times"
     cap = asyncio.Semaphore(shape.max_in_flight) if shape.max_in_flight else None
     tasks: set[asyncio.Task[None]] = set()
-    offsets = arrival_offsets(shape.rate, shape.arrivals, shape.burstiness, seed)
 
-    async def capped(planned: Planned, scheduled_s: float) -> None:
+    async def capped_one(planned: Planned, scheduled_s: float, waited: bool) -> None:
         try:
-            await one(planned, scheduled_s)
+            await one(planned, scheduled_s, waited)
         finally:
             if cap:
                 cap.release()
 
-    start = time.perf_counter() - zero
     try:
         while more():
-            planned, scheduled_s = next(plan), start + next(offsets)
+            planned, scheduled_s = next(plan), start_s + next(offsets)
             await sleep_until(zero + scheduled_s)
+            waited = bool(cap and cap.locked())
             if cap:
                 await cap.acquire()
-            task = asyncio.create_task(capped(planned, scheduled_s))
+            task = asyncio.create_task(capped_one(planned, scheduled_s, waited))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:

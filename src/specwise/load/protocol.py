@@ -185,8 +185,9 @@ class Stream:
     events: int = 0
     done: bool = False
 
-    def feed(self, line: str) -> bool:
-        """Read one line; True once `[DONE]` came (the caller stops reading)."""
+    def feed(self, line: str, now: float | None = None) -> bool:
+        """Read one line; True once `[DONE]` came (the caller stops reading). `now`: when its bytes arrived
+        (the caller's read), so that parsing the lines before it in the same read does not delay its time."""
         if not line.strip() or line.startswith(":"):
             return False
         if not line.startswith("data:"):
@@ -195,7 +196,7 @@ class Stream:
         if payload == "[DONE]":
             self.done = True
             return True
-        now = self.clock()
+        now = self.clock() if now is None else now
         try:
             event = json.loads(payload)
         except (ValueError, RecursionError):  # deep nesting is a RecursionError, not a ValueError

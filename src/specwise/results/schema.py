@@ -55,6 +55,8 @@ class Manifest(BaseModel):
     seed: int
     config: dict[str, Any]
     hardware: dict[str, Any]
+    senders: list[dict[str, Any]] = Field(default_factory=list, description="each sender's view of itself at the "
+                                          "end: where it ran, its event-loop stalls, its CPU share, its clock offset")
 
 
 class RequestRecord(BaseModel):
@@ -87,6 +89,12 @@ class RequestRecord(BaseModel):
     acceptance: float | None = None
     acceptance_source: AcceptanceSource = "none"
     merged_chunks: int = Field(0, description="chunks carrying more tokens than one speculative step can emit")
+    sender: int = Field(0, description="which of the run's senders (worker process, Ray actor) sent it")
+    client_bound: list[str] = Field(default_factory=list, description="why the load generator may have been the "
+                                    "bottleneck for this request (send_lag, in_flight_cap, cpu_saturated): its "
+                                    "figures are left out of the server's")
+    client_stall_ms: float | None = Field(None, description="the sender's longest event-loop stall while this "
+                                          "request was in flight (its chunks' times may be late by as much)")
 
     @property
     def ok(self) -> bool:

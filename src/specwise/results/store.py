@@ -62,14 +62,18 @@ class RunWriter:
     def metric(self, sample: MetricSample) -> None:
         _append(self._metrics, sample)
 
-    def close(self, complete: bool, stop_reason: str | None) -> None:
+    def request_line(self, line: str) -> None:
+        """A record already serialized (by a worker process): written as it came."""
+        _append_line(self._requests, line)
+
+    def close(self, complete: bool, stop_reason: str | None, senders: list[dict[str, Any]] | None = None) -> None:
         for handle in (self._requests, self._metrics):
             try:
                 handle.close()
             except OSError:
                 pass  # a line the disk refused stays lost; the manifest below matters more
         self.manifest = self.manifest.model_copy(update={"complete": complete, "stop_reason": stop_reason,
-                                                         "finished_at": now_iso()})
+                                                         "finished_at": now_iso(), "senders": senders or []})
         try:
             self._write_manifest()
         except OSError:
@@ -77,8 +81,12 @@ class RunWriter:
 
 
 def _append(handle: IO[str], model: BaseModel) -> None:
+    _append_line(handle, model.model_dump_json())
+
+
+def _append_line(handle: IO[str], line: str) -> None:
     try:
-        handle.write(model.model_dump_json() + "\n")
+        handle.write(line + "\n")
         handle.flush()
     except OSError as exc:
         raise WriteFailed(Path(handle.name), exc) from None

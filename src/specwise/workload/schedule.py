@@ -3,9 +3,10 @@ open-loop load sends it. Pure and reproducible: the same seed gives the same seq
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from specwise.errors import SpecwiseError, check_number
@@ -90,3 +91,36 @@ def arrival_offsets(rate: float, arrivals: str, burstiness: float, seed: int) ->
     while True:
         yield t
         t += 1.0 / rate if arrivals == "constant" else rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+
+
+def _part(total: int, sender: int, senders: int) -> int:
+    """How many of the indices 0 … total − 1 fall to `sender` when every `senders`-th goes to the same one."""
+    return len(range(sender, total, senders))
+
+
+@dataclass(frozen=True)
+class Share:
+    """One sender's part of a run: of the run's single schedule, the requests `sender`, `sender + senders`, …
+    (warm-up and measured requests dealt out separately), so that the run's sequence of prompts, temperatures,
+    seeds and send times is the same whatever the number of senders."""
+
+    sender: int = 0
+    senders: int = 1
+
+    def warmup(self, plan: Iterator[Planned], warmup: int) -> list[Planned]:
+        """This sender's warm-up requests; `plan` is left at the first measured request."""
+        return [p for i, p in enumerate(itertools.islice(plan, warmup)) if i % self.senders == self.sender]
+
+    def measured(self, plan: Iterator[Planned]) -> Iterator[Planned]:
+        return itertools.islice(plan, self.sender, None, self.senders)
+
+    def offsets(self, offsets: Iterator[float]) -> Iterator[float]:
+        return itertools.islice(offsets, self.sender, None, self.senders)
+
+    def shape(self, shape: LoadShape) -> LoadShape:
+        """The load this sender keeps: its part of the concurrency, the request count and the in-flight cap (the
+        rate stays the run's: the send times are the run's schedule's)."""
+        n, i = self.senders, self.sender
+        return replace(shape, concurrency=_part(shape.concurrency, i, n) if shape.concurrency else None,
+                       requests=_part(shape.requests, i, n) if shape.requests is not None else None,
+                       max_in_flight=max(1, _part(shape.max_in_flight, i, n)) if shape.max_in_flight else None)
