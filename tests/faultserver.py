@@ -51,6 +51,7 @@ class FaultServer:
     version: object = None                  # /version's "version"; None: no /version endpoint
     metrics: str | None = None              # the /metrics page; None: a drafts counter of the requests served
     metrics_delay_s: float = 0.0
+    backlog: int = 100                      # the listening socket's: raise it for a thousand connections at once
     requests: list[dict] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
 
@@ -63,7 +64,7 @@ class FaultServer:
 
     def _listen(self) -> None:
         async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+            self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=self.backlog)
             self.port = self._server.sockets[0].getsockname()[1]
 
         asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)

@@ -40,12 +40,14 @@ def check_intact(out, n: int) -> list:
     return run.requests
 
 
-@pytest.mark.parametrize("api", ["completions", "chat"])
-def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, api):
+@pytest.mark.parametrize("api, workers", [("completions", 1), ("chat", 1), ("completions", 2)])
+def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, api, workers):
+    """Also from worker processes: each records its share's faults the same way."""
     names = ["ok", *FAULTS]
     with FaultServer(tokens=8, chunk=2, stall_s=5) as server:
         config = BenchConfig(url=server.url, api=api, concurrency=2, requests=2 * len(names), max_tokens=8,
-                             dataset=dataset(tmp_path, names), stall_timeout_s=1.0, scrape_interval_s=0.5, k=1)
+                             dataset=dataset(tmp_path, names), stall_timeout_s=1.0, scrape_interval_s=0.5, k=1,
+                             workers=workers)
         execute_bench(config, tmp_path / "run")
     records = check_intact(tmp_path / "run", 2 * len(names))
     by_prompt = {}
@@ -60,7 +62,9 @@ def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, api):
             assert record.chunk_tokens == [2, 2, 2, 2] and record.output_tokens == 8
             # 2 tokens per chunk at k=1: every draft accepted.
             assert record.acceptance == 1.0 and record.acceptance_source == "chunks"
-    assert load_run(tmp_path / "run").manifest.complete
+    run = load_run(tmp_path / "run")
+    assert run.manifest.complete and {r.sender for r in run.requests} == set(range(workers))
+    assert len(run.manifest.senders) == workers
 
 
 def test_connection_refused_is_recorded_per_request(tmp_path):
@@ -72,11 +76,19 @@ def test_connection_refused_is_recorded_per_request(tmp_path):
             execute_bench(config, tmp_path / "never")  # refused before the run starts: one clear error
 
 
-def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_server_killed_mid_run_keeps_what_was_measured(tmp_path, workers):
     with FaultServer(tokens=8, chunk=1, gap_s=0.05) as server:
-        config = BenchConfig(url=server.url, concurrency=1, requests=12, max_tokens=8,
-                             dataset=dataset(tmp_path, ["ok"]), scrape_interval_s=0.2)
-        killer = __import__("threading").Timer(1.5, server.stop)
+        config = BenchConfig(url=server.url, concurrency=workers, requests=12, max_tokens=8,
+                             dataset=dataset(tmp_path, ["ok"]), scrape_interval_s=0.2, workers=workers)
+        def kill() -> None:   # once a few requests were served (worker processes take a moment to start)
+            deadline = time.monotonic() + 60
+            while len(server.requests) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)
+            server.stop()
+
+        killer = __import__("threading").Thread(target=kill)
         killer.start()
         execute_bench(config, tmp_path / "run")
         killer.join()
@@ -92,14 +104,16 @@ def test_server_killed_mid_run_keeps_what_was_measured(tmp_path):
     assert not manifest.complete and manifest.stop_reason == "server_died"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("sig, code, reason", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
-def test_ctrl_c_or_sigterm_leaves_a_readable_incomplete_run(tmp_path, sig, code, reason):
+def test_ctrl_c_or_sigterm_leaves_a_readable_incomplete_run(tmp_path, sig, code, reason, workers):
     with FaultServer(tokens=8, chunk=1, gap_s=0.05) as server:
         out = tmp_path / "run"
         # The child gets SIGINT's default disposition whatever its parent's (a shell's background job starts with
         # SIGINT ignored, and Python then raises no KeyboardInterrupt), as a bench in a terminal has.
         proc = subprocess.Popen([sys.executable, "-m", "specwise", "bench", "--url", server.url, "--concurrency", "2",
-                                 "--requests", "1000", "--max-tokens", "8", "--dataset", "open", "--out", str(out)],
+                                 "--requests", "1000", "--max-tokens", "8", "--dataset", "open", "--out", str(out),
+                                 "--workers", str(workers)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
@@ -115,6 +129,7 @@ def test_ctrl_c_or_sigterm_leaves_a_readable_incomplete_run(tmp_path, sig, code,
     assert not run.manifest.complete and run.manifest.stop_reason == reason
     assert run.manifest.finished_at is not None
     assert len(run.requests) >= 5 and all(r.ok for r in run.requests)
+    assert len({r.index for r in run.requests}) == len(run.requests)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and summary["stop_reason"] == reason
     assert summary["requests"] == len(run.requests)
@@ -175,7 +190,7 @@ def test_help_documents_every_option():
     for option in ("--url", "--api", "--concurrency", "--rate", "--arrivals", "--burstiness", "--requests",
                    "--duration", "--max-tokens", "--temperatures", "--dataset", "--k", "--out", "--json",
                    "--warmup", "--max-in-flight", "--seed", "--api-key-env", "--api-key-file", "--timeout",
-                   "--request-timeout"):
+                   "--request-timeout", "--workers", "--ray"):
         assert option in result.output
 
 

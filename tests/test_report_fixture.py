@@ -26,7 +26,8 @@ TEXT_FIXES = {"(vLLM ≥ 0.32)": "(vLLM ≥ 0.24.0)"}     # num_speculative_toke
 # window always had (one builder for both), and the verdict carries its crossover as a field.
 FILLED = {"kv_cache_usage_mean", "waiting_max", "v0_acceptance_gauge", "prefix_cache_hit_rate", "crossover"}
 # What the decision rework added beside the numbers: validity counts per arm, speedups per temperature.
-ADDED = {"errors", "short", "complete", "buckets", "role", "agrees", "goodput"}
+# The load generator's marks (issue 14): how many requests it held back or timed late (none, in this old run).
+ADDED = {"errors", "short", "complete", "buckets", "role", "agrees", "goodput", "client_bound"}
 
 
 def same(old: Any, new: Any, path: str = "") -> list[str]:

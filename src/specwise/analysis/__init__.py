@@ -8,9 +8,10 @@ from specwise.analysis.equivalence import Equivalence, equivalence, first_diverg
 from specwise.analysis.server import ServerWindow, server_window
 from specwise.analysis.stats import (Estimate, bootstrap_percentiles, clustered_ratio, percentile, ratio,
                                      spread_between, widened)
-from specwise.analysis.summary import BenchSummary, Goodput, Latency, measured, scrapes, span_s, summarize
+from specwise.analysis.summary import (BenchSummary, Generator, Goodput, Latency, generator_bound, measured, scrapes,
+                                       server_timed, span_s, summarize)
 
-__all__ = ["Acceptance", "BenchSummary", "Bucket", "BucketComparison", "CellRuns", "Equivalence", "Estimate", "Goodput", "Latency", "LatencyMetric",
+__all__ = ["Acceptance", "BenchSummary", "Bucket", "BucketComparison", "CellRuns", "Equivalence", "Estimate", "Generator", "Goodput", "Latency", "LatencyMetric",
            "LoadComparison", "Point", "ServerWindow", "acceptance", "bootstrap_percentiles", "clustered_ratio", "compare",
-           "drafted_accepted", "equivalence", "first_divergence", "histogram", "latencies_ms", "measured", "percentile", "point", "ratio", "scrapes",
-           "server_view", "server_window", "span_s", "spread_between", "summarize", "widened"]
+           "drafted_accepted", "equivalence", "first_divergence", "generator_bound", "histogram", "latencies_ms", "measured", "percentile", "point", "ratio", "scrapes",
+           "server_timed", "server_view", "server_window", "span_s", "spread_between", "summarize", "widened"]

@@ -20,7 +20,7 @@ from specwise.analysis.acceptance import by_temperature
 from specwise.analysis.server import ServerWindow, server_window
 from specwise.analysis.stats import (Estimate, bootstrap_percentiles, clustered_ratio, ratio, spread_between,
                                      widened)
-from specwise.analysis.summary import measured, meets, scrapes, span_s
+from specwise.analysis.summary import measured, meets, scrapes, server_timed, span_s
 from specwise.metrics import KV_USAGE
 from specwise.results import RequestRecord, Run
 
@@ -45,6 +45,11 @@ class CellRuns:
     def ok(self) -> list[RequestRecord]:
         return [r for r in self.records if r.ok]
 
+    @property
+    def timed(self) -> list[RequestRecord]:
+        """The successful requests whose latencies are the server's (see `summary.server_timed`)."""
+        return server_timed(self.records)
+
 
 class Point(BaseModel):
     """One arm at one load: latencies in ms (P50/P99 with CIs), throughput, the server's window."""
@@ -60,6 +65,8 @@ class Point(BaseModel):
     output_tok_s: float = 0.0
     errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
     short: int = Field(0, description="successful requests that returned fewer tokens than asked")
+    client_bound: int = Field(0, description="measured requests the load generator held back or timed late: left "
+                              "out of the latencies")
     goodput: float | None = Field(None, description="share of the measured requests that met every SLO of their run "
                                   "(None: no SLO given)")
     complete: bool = True
@@ -160,19 +167,20 @@ def point(cell: CellRuns, seed: int = 0) -> Point:
     ok = cell.ok
     est: dict[tuple[str, str], Estimate | None] = {}
     for metric in ("tpot", "ttft", "e2e"):
-        found = bootstrap_percentiles(latencies_ms(ok, metric), [50, 99], seed=seed)
+        found = bootstrap_percentiles(latencies_ms(cell.timed, metric), [50, 99], seed=seed)
         est[(metric, "p50")], est[(metric, "p99")] = found.get(50), found.get(99)
     return Point(requests=len(cell.records), ok=len(ok),
                  **{f"{metric}_{q}": value for (metric, q), value in est.items()},
                  output_tok_s=_throughput(cell.runs), errors=dict(Counter(r.error for r in cell.records if r.error)),
-                 short=short_outputs(cell.runs), complete=all(run.manifest.complete for run in cell.runs),
+                 short=short_outputs(cell.runs), client_bound=sum(1 for r in cell.records if r.client_bound),
+                 complete=all(run.manifest.complete for run in cell.runs),
                  goodput=goodput(cell.runs),
                  server=server_view([cell]), kv_usage=_kv_series(cell.runs))
 
 
 def repetitions(cell: CellRuns, metric: LatencyMetric) -> list[list[float]]:
     """A latency of the successful requests, one list per repetition (the clusters of the bootstrap)."""
-    return [latencies_ms([r for r in measured(run) if r.ok], metric) for run in cell.runs]
+    return [latencies_ms(server_timed(measured(run)), metric) for run in cell.runs]
 
 
 def run_to_run(baseline: list[list[float]], candidate: list[list[float]]) -> float | None:
@@ -184,7 +192,7 @@ def run_to_run(baseline: list[list[float]], candidate: list[list[float]]) -> flo
 def compare(baseline: CellRuns, candidate: CellRuns, seed: int = 0) -> LoadComparison:
     """Speedups with intervals that resample repetitions as well as requests (`clustered_ratio`), widened
     by the repetitions' own spread (`widened`)."""
-    b, c = baseline.ok, candidate.ok
+    b, c = baseline.timed, candidate.timed
     b_tpot, c_tpot = repetitions(baseline, "tpot"), repetitions(candidate, "tpot")
     b_pt, c_pt = point(baseline, seed), point(candidate, seed)
     spread = run_to_run(b_tpot, c_tpot)

@@ -161,6 +161,13 @@ class Memory(Strict):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 
+class Senders(Strict):
+    """Who sends each cell's requests: this process, worker processes, or actors on a Ray cluster."""
+
+    workers: int = Field(1, ge=1, le=256, description="1: this process; N: N worker processes (or Ray actors)")
+    ray: str | None = Field(None, max_length=1000, description="a Ray cluster's address: send from its actors")
+
+
 class ExperimentConfig(Strict):
     name: str = Field("experiment", pattern=NAME, max_length=100)
     servers: list[Server] = Field(max_length=MAX_SERVERS)
@@ -177,6 +184,7 @@ class ExperimentConfig(Strict):
     control: Literal["auto", "prescribe"] = Field("auto", description="auto: run the homogeneous control when "
                                                   "P50/P99 diverge on servers specwise launches")
     memory: Memory | None = None
+    load_generator: Senders = Field(default_factory=Senders)
     seed: int = 0
 
     @model_validator(mode="after")

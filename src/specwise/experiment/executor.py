@@ -130,7 +130,8 @@ class CellRunner:
                 requests=workload.requests or config.requests, warmup=config.warmup, max_tokens=config.max_tokens,
                 temperatures=workload.temperatures, dataset=workload.dataset, k=server.spec_k,
                 seed=cell_seed(config, workload.name, level, rep),
-                slo_ms=config.slo.bench_limits())
+                slo_ms=config.slo.bench_limits(), workers=config.load_generator.workers,
+                ray=config.load_generator.ray)
             label = f"{server.name} · {workload.name} · {load_label(unit, level)} · rep {rep + 1}"
             self.events.cell_start(label, (workload.requests or config.requests) + config.warmup)
             try:

@@ -83,7 +83,8 @@ def memory_evidence(config: ExperimentConfig, launched: dict[str, LaunchedServer
 
 
 def arm(p: Point) -> Arm:
-    return Arm(requests=p.requests, errors=p.requests - p.ok, short=p.short, complete=p.complete)
+    return Arm(requests=p.requests, errors=p.requests - p.ok, short=p.short, complete=p.complete,
+               client_bound=p.client_bound)
 
 
 def load_evidence(c: LoadComparison) -> LoadEvidence:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ import aiohttp
 
 from specwise.load.client import Endpoint, send
 from specwise.results import RequestRecord
-from specwise.thresholds import CLIENT_CPU_SATURATED, CLIENT_CPU_WINDOW_S, SEND_LAG_BOUND_S
+from specwise.thresholds import CLIENT_BUSY_SATURATED, CLIENT_BUSY_WINDOW_S, CLIENT_STALL_S, SEND_LAG_BOUND_S
 from specwise.workload import LoadShape, Planned
 
 # asyncio.sleep wakes up to a few ms late on a busy loop: sleep to just before the send time,
@@ -28,6 +29,32 @@ SPIN_S = 0.002
 TICK_S = 0.005
 # Stalls shorter than this are the timer's own grain (uvloop's is 1 ms), not kept for marking.
 STALL_KEPT_S = 0.001
+
+
+class BusyClock:
+    """Seconds the calling thread (the event loop's) has been running or runnable — waiting for a core counts:
+    a loop with work queued is saturated whether or not the scheduler gave it the core. Linux's schedstat has
+    both; elsewhere the process's CPU time stands in (and misses the waiting)."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def __call__(self) -> float:
+        if self._fd is not None:
+            try:
+                running, waiting, _ = os.pread(self._fd, 128, 0).split()
+                return (int(running) + int(waiting)) / 1e9
+            except (OSError, ValueError):
+                pass
+        return time.process_time()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 async def sleep_until(when: float) -> None:
@@ -40,7 +67,8 @@ async def sleep_until(when: float) -> None:
 
 class Gauge:
     """A sender's view of itself while it runs (times in s on the run's clock): the event loop's lateness
-    at each tick (a stall delays every chunk read meanwhile) and the process's CPU share per window."""
+    at each tick (a stall delays every chunk read meanwhile) and its loop's busy share (`BusyClock`) per window
+    and per stall."""
 
     def __init__(self, zero: float) -> None:
         self.zero = zero
@@ -50,26 +78,42 @@ class Gauge:
         self.windows: list[tuple[float, float, float]] = []   # (start, end, CPU share)
         self._saturated_end: list[float] = []
         self._saturated_start: list[float] = []
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._longest_saturated = 0.0
+        self._busy = BusyClock()
+        self._wall, self._cpu = time.perf_counter(), self._busy()
+
+    def _saturated(self, start: float, end: float) -> None:
+        self._saturated_start.append(start - self.zero)
+        self._saturated_end.append(end - self.zero)
+        self._longest_saturated = max(self._longest_saturated, end - start)
 
     async def run(self) -> None:
+        try:
+            await self._watch()
+        finally:
+            self._busy.close()
+
+    async def _watch(self) -> None:
+        tick_wall, tick_cpu = self._wall, self._cpu
         while True:
             due = time.perf_counter() + TICK_S
             await asyncio.sleep(TICK_S)
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), self._busy()
             late = max(0.0, now - due)
             self.stalls.append(late)
             if late > STALL_KEPT_S:
                 self._stall_end.append(now - self.zero)
                 self._stall_len.append(late)
-            if now - self._wall >= CLIENT_CPU_WINDOW_S:
-                cpu = time.process_time()
+                # A stall the loop spent busy is saturation, however short the window around it: a window's
+                # average would dilute it.
+                if late > CLIENT_STALL_S and (cpu - tick_cpu) / (now - tick_wall) >= CLIENT_BUSY_SATURATED:
+                    self._saturated(tick_wall, now)
+            tick_wall, tick_cpu = now, cpu
+            if now - self._wall >= CLIENT_BUSY_WINDOW_S:
                 share = (cpu - self._cpu) / (now - self._wall)
-                window = (self._wall - self.zero, now - self.zero, share)
-                self.windows.append(window)
-                if share >= CLIENT_CPU_SATURATED:
-                    self._saturated_start.append(window[0])
-                    self._saturated_end.append(window[1])
+                self.windows.append((self._wall - self.zero, now - self.zero, share))
+                if share >= CLIENT_BUSY_SATURATED:
+                    self._saturated(self._wall, now)
                 self._wall, self._cpu = now, cpu
 
     def stall_during(self, start: float, end: float) -> float:
@@ -82,8 +126,13 @@ class Gauge:
         return longest
 
     def saturated_during(self, start: float, end: float) -> bool:
-        i = bisect.bisect_left(self._saturated_end, start)
-        return i < len(self._saturated_end) and self._saturated_start[i] <= end
+        # Intervals are appended by their end; none is longer than the longest, which bounds the scan.
+        for i in range(bisect.bisect_left(self._saturated_end, start), len(self._saturated_end)):
+            if self._saturated_start[i] <= end:
+                return True
+            if self._saturated_end[i] > end + self._longest_saturated:
+                break
+        return False
 
     def mark(self, record: RequestRecord, capped: bool) -> RequestRecord:
         reasons = []
@@ -106,9 +155,9 @@ class Gauge:
 
         shares = [w[2] for w in self.windows]
         return {"stall_ms": {"p50": q(50), "p99": q(99), "max": 1e3 * stalls[-1] if stalls else 0.0},
-                "cpu_share": {"mean": sum(shares) / len(shares) if shares else None,
+                "busy_share": {"mean": sum(shares) / len(shares) if shares else None,
                               "max": max(shares) if shares else None},
-                "windows": len(shares), "saturated_windows": len(self._saturated_end)}
+                "windows": len(shares), "saturated_intervals": len(self._saturated_end)}
 
 
 async def drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,

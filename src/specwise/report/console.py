@@ -140,12 +140,26 @@ def render_summary(summary: BenchSummary, console: Console) -> None:
     if summary.errors:
         console.print("errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(summary.errors.items())),
                       highlight=False)
+    gen = summary.generator
+    if gen.bound:
+        why = ", ".join(f"{k} × {v}" for k, v in sorted(gen.reasons.items()))
+        console.print(f"[bold red]GENERATOR-BOUND[/]: {gen.client_bound} of {summary.requests} requests were held back "
+                      f"or timed by a saturated client ({why}). The load asked for was not sent: no latency is shown "
+                      f"and the throughput is the generator's limit, not the server's. Rerun with more senders "
+                      f"(--workers N, now {gen.senders}) or a lower load.", highlight=False)
+    elif gen.client_bound:
+        console.print(f"{gen.client_bound} request(s) held back or timed late by the client, left out of the "
+                      "latencies", highlight=False)
     line = (f"throughput {summary.request_throughput_rps:.2f} req/s, "
-            f"{summary.output_throughput_tok_s:.1f} output tok/s")
+            f"{summary.output_throughput_tok_s:.1f} output tok/s" + (" (the generator's limit)" if gen.bound else ""))
     if summary.goodput:
         slo = ", ".join(f"{k} ≤ {v:g} ms" for k, v in summary.goodput.slo_ms.items())
         line += f"; goodput {summary.goodput.rate_rps:.2f} req/s ({summary.goodput.fraction:.0%} within {slo})"
     console.print(line, highlight=False)
+    if gen.stall_ms_p99 is not None:
+        console.print(f"client: {gen.senders} sender(s), event-loop stall P99 {gen.stall_ms_p99:.1f} ms"
+                      + (f", busiest loop window {gen.busy_share_max:.0%}" if gen.busy_share_max is not None else ""),
+                      highlight=False)
     table = Table(title="Latency, ms (P50/P95/P99 with 95 % bootstrap CI)", title_justify="left")
     for col in ("metric", "n", "mean", "P50", "P95", "P99"):
         table.add_column(col, justify="left" if col == "metric" else "right")

@@ -75,6 +75,7 @@ class Arm:
     errors: int = 0                        # of them failed
     short: int = 0                         # of the successful ones, returned fewer tokens than asked
     complete: bool = True                  # every repetition's cell finished
+    client_bound: int = 0                  # of them, held back or timed late by the load generator
 
     @property
     def error_rate(self) -> float:

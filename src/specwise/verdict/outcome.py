@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from specwise.analysis import Estimate
+from specwise.analysis import Estimate, generator_bound
 from specwise.check import Status
 from specwise.thresholds import (COVERAGE_TOLERANCE, ERROR_TOLERANCE, EQUIVALENCE_TOLERANCE, KV_FULL,
                                  NON_INFERIORITY, P99_WORSE, SPEEDUP_NOISE, TTFT_WORSE)
@@ -152,6 +152,12 @@ def rule_validity(ev: Evidence) -> tuple[Rule, Decision | None]:
         at = f"at {ev.load_unit} {e.load:g}"
         if not (b.complete and c.complete):
             problems.append((Decision.INCONCLUSIVE, f"{at} a cell did not finish"))
+        for arm_name, arm in (("baseline", b), ("candidate", c)):
+            if generator_bound(arm.client_bound, arm.requests):
+                # Its figures are the client's limit: nothing about the server can be read off them.
+                problems.append((Decision.INCONCLUSIVE, f"{at} the load generator was the bottleneck for the "
+                                 f"{arm_name} ({arm.client_bound} of {arm.requests} requests sent late or timed by a "
+                                 "saturated client): rerun with more senders (workers: N)"))
         names = ("baseline", "candidate")
         for what, rates, counts in (("failed", (b.error_rate, c.error_rate), (b.errors, c.errors)),
                                     ("returned fewer tokens than asked in", (b.short_rate, c.short_rate),
