@@ -61,12 +61,10 @@ COVERAGE_TOLERANCE = 0.05
 # A request sent more than this after its scheduled time was not sent at the load asked for.
 SEND_LAG_BOUND_S = 0.005
 # A sender whose event loop was busy (running, or runnable and waiting for a core) more than this share of a
-# window (CLIENT_BUSY_WINDOW_S), or of a stall, is saturated: the chunks it read then were timed late.
+# window (CLIENT_BUSY_WINDOW_S), or of a stall at least that long, is saturated: the chunks it read then were
+# timed late.
 CLIENT_BUSY_SATURATED = 0.95
 CLIENT_BUSY_WINDOW_S = 0.5
-# A stall shorter than this is a burst of chunks read together, not saturation (a window catches a loop that is
-# late by a little at every tick).
-CLIENT_STALL_S = 0.002
 # A run with more than this share of its measured requests marked client-bound, and at least GENERATOR_BOUND_MIN
 # of them, is generator-bound: its latencies and throughput are the client's limit and are not reported as the
 # server's. (A hiccup or two is left out of the latencies, not taken for a limit.)
