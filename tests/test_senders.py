@@ -112,6 +112,18 @@ def test_workers_send_the_same_schedule_as_one_process(tmp_path):
     assert lags[0] >= 0 and lags[len(lags) // 2] < SEND_LAG_BOUND_S
 
 
+def test_workers_keep_a_duration_bound_open_loop(tmp_path):
+    """Bounded by time, not a count: each of 2 worker processes sends its share until the duration is up."""
+    with FaultServer(tokens=4, chunk=2, gap_s=0.001) as server:
+        execute_bench(BenchConfig(url=server.url, rate=40, duration_s=1.0, max_tokens=4, workers=2,
+                                  dataset=dataset(tmp_path, ["ok"])), tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert run.manifest.complete and {r.sender for r in run.requests} == {0, 1}
+    indices = sorted(r.index for r in run.requests)
+    # Each sender stops at the deadline on its own: the last index of one may be missing, no more.
+    assert 20 <= len(indices) <= 70 and len(set(indices)) == len(indices) and indices[-1] <= len(indices)
+
+
 def test_a_rate_beyond_reach_is_generator_bound_not_server_latency(tmp_path):
     """One process asked for 5 000 requests/s against a server in the same process: it cannot keep up, and the
     run says so — no latency reported as the server's, the terminal names it and tells what to do."""

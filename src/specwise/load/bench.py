@@ -136,7 +136,7 @@ def senders_for(config: BenchConfig, job: Job, zero: float, on_record: Callable[
     """Who sends: this process alone, worker processes, or Ray actors — each with its share of the schedule."""
     shape = job.shape
     # No more senders than requests in flight or requests to send: a sender with nothing to do is a process wasted.
-    n = min(config.workers, *(v for v in (shape.concurrency, shape.requests) if v is not None))
+    n = min([config.workers, *(v for v in (shape.concurrency, shape.requests) if v is not None)])
     jobs = [replace(job, share=Share(i, n)) for i in range(n)]
     if config.ray:
         from specwise.load.ray import RaySenders
@@ -175,6 +175,8 @@ async def _bench(config: BenchConfig, job: Job, writer: RunWriter, on_record: Ca
             await asyncio.wait({stepping, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watching.cancel()
+            if not stepping.done():   # we were cancelled (Ctrl-C): so is the step, not left to fail unseen
+                stepping.cancel()
         if dead.is_set():
             stepping.cancel()
             await asyncio.gather(stepping, return_exceptions=True)
@@ -228,6 +230,9 @@ def execute_bench(config: BenchConfig, out: Path, api_key: str | None = None,
     shape = config.shape()
     prompts, mix = load_dataset(config.dataset), parse_temperature_mix(config.temperatures)
     require_fresh(out)
+    if config.ray:
+        from specwise.load.ray import check_address
+        check_address(config.ray)   # an unreachable cluster is one line, before anything is written
     url, shown = request_url(config.url), redact(config.url)
     models, version = probe(url, api_key)
     model = config.model or (models[0] if models else None)

@@ -75,6 +75,13 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def check_address(address: str) -> None:
+    """Fail at once, as one error naming --ray, when Ray is not installed, `address` is not a Ray address, or
+    nothing accepts a connection there (what a caller can check before a run begins; `RaySenders` checks it too)."""
+    import_ray()
+    _check_reachable(address)
+
+
 def _check_reachable(address: str) -> None:
     target = _host_port(address)
     if target is None:
@@ -134,6 +141,8 @@ class _Sender:
 
     async def run(self, job: Job, zero: float) -> dict[str, Any]:
         self._zero = zero
+        if self._stopped:
+            return {"sender": job.share.sender, "stopped": True}
 
         def emit(record: RequestRecord) -> None:
             self._lines.append(record.model_dump_json())
@@ -161,8 +170,192 @@ class _Sender:
         if not future.done():
             future.set_result(start_s)
 
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+
+
+class RaySenders:
+    """One Ray actor per share of the schedule; the interface of `ProcessSenders`."""
+
+    # Test hook: a shift of each actor's clock (s), as if it ran on another machine (see `_Sender`).
+    clock_skew_s: tuple[float, ...] = ()
+
+    def __init__(self, address: str, jobs: list[Job], zero: float, on_line: Callable[[str], None]) -> None:
+        self.ray = import_ray()
+        _host_port(address)   # a malformed address fails here, before anything is started
+        self.address, self.jobs, self.zero, self.on_line = address, jobs, zero, on_line
+        self.senders = len(jobs)
+        self._owns_connection = False
+        self._actors: list[Any] = []
+        self._infos: list[dict[str, Any]] = []
+        self._clocks: list[tuple[float, float]] = []        # (offset, round trip) per actor, before the run
+        self._runs: list[asyncio.Future[dict[str, Any]]] = []
+        self._drains: list[asyncio.Task[None]] = []
+        self._ready: set[int] = set()
+        self._stats: dict[int, dict[str, Any]] = {}
+        self._failed: str | None = None
+        self._error: BaseException | None = None             # on_line's own failure (the disk), raised as is
+        self._closed = False
+
+    # -- the connection and the actors ------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return   # the caller's own connection: used, and left open
+        await asyncio.to_thread(_check_reachable, self.address)
+        # ray.init in a thread: bounded here, and it leaves the main thread's SIGTERM handler alone.
+        init = asyncio.to_thread(ray.init, address=self.address, ignore_reinit_error=True, log_to_driver=False,
+                                 logging_level=logging.ERROR)
+        try:
+            await asyncio.wait_for(init, INIT_TIMEOUT_S)
+        except TimeoutError:
+            raise SpecwiseError(FIELD, f"no answer from a Ray cluster at {self.address} within "
+                                f"{INIT_TIMEOUT_S:g} s", "check that it is a Ray cluster's address") from None
+        except (Exception, SystemExit) as exc:   # Ray exits its own way when it gives up on the cluster
+            raise SpecwiseError(FIELD, f"cannot connect to the Ray cluster at {self.address}: {_one_line(exc)}",
+                                "check the address and that this Ray version matches the cluster's") from None
+        self._owns_connection = True
+
+    async def _measure_clock(self, actor: Any) -> tuple[float, float]:
+        """(offset, round trip): the actor's clock minus this one's, from the sample with the shortest trip."""
+        best: tuple[float, float] | None = None
+        for _ in range(CLOCK_SAMPLES):
+            sent = time.perf_counter()
+            theirs = await actor.clock.remote()
+            back = time.perf_counter()
+            if best is None or back - sent < best[1]:
+                best = (theirs - (sent + back) / 2, back - sent)
+        assert best is not None
+        return best
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except Exception:
+            if self._closed:   # stopped meanwhile (Ctrl-C during the start): the failure is that stop's
+                raise asyncio.CancelledError from None
+            raise
+
+    async def _start(self) -> None:
+        ray = self.ray
+        await self._connect()
+        remote = ray.remote(_Sender)
+        skews = self.clock_skew_s
+        for job in self.jobs:
+            i = job.share.sender
+            self._actors.append(remote.options(num_cpus=1, scheduling_strategy="SPREAD", max_restarts=0,
+                                               max_task_retries=0)
+                                .remote(skews[i] if i < len(skews) else 0.0))
+        try:
+            self._infos = await asyncio.wait_for(asyncio.gather(*(a.info.remote() for a in self._actors)),
+                                                 ACTOR_START_TIMEOUT_S)
+        except TimeoutError:
+            free = ray.available_resources().get("CPU", 0)
+            raise SpecwiseError(FIELD, f"the {self.senders} sender actors did not start within "
+                                f"{ACTOR_START_TIMEOUT_S:g} s (they need one CPU each; the cluster has {free:g} "
+                                "free)", "give fewer --workers or a larger cluster") from None
+        except Exception as exc:
+            text = str(exc)
+            missing = "No module named" in text and "specwise" in text
+            raise SpecwiseError(FIELD, f"a sender actor could not start: {_one_line(exc)}",
+                                f"install specwise {__version__} on every node of the cluster" if missing else
+                                "see the cluster's logs (ray logs)") from None
+        for info in self._infos:
+            if info["version"] != __version__:
+                raise SpecwiseError(FIELD, f"node {info['node_ip']} ({info['host']}) runs specwise "
+                                    f"{info['version']}, this is {__version__}",
+                                    f"install specwise {__version__} on every node of the cluster")
+        self._clocks = [await self._measure_clock(actor) for actor in self._actors]
+        for job, actor, (offset, _) in zip(self.jobs, self._actors, self._clocks):
+            # On the actor's clock, the run's zero is ours plus the offset: its records are on our clock.
+            self._runs.append(asyncio.wrap_future(actor.run.remote(job, self.zero + offset).future()))
+        self._drains = [asyncio.create_task(self._drain(i)) for i in range(self.senders)]
+        await self._until(lambda: len(self._ready | set(self._stats)) == self.senders)
+
+    # -- records, failures ------------------------------------------------------------------------------------
+
+    def _with_clock(self, i: int, stats: dict[str, Any]) -> dict[str, Any]:
+        info = self._infos[i] if i < len(self._infos) else {}
+        offset, rtt = self._clocks[i] if i < len(self._clocks) else (None, None)
+        return {**stats, "ray_node_id": info.get("node_id"), "ray_node_ip": info.get("node_ip"),
+                "clock_offset_s": offset, "clock_rtt_s": rtt}
+
+    def _fail(self, i: int, exc: BaseException) -> None:
+        self._stats.setdefault(i, self._with_clock(i, {"sender": self.jobs[i].share.sender, "failed": True}))
+        if not self._failed:
+            info = self._infos[i] if i < len(self._infos) else {}
+            where = f" on {info['host']}" if info.get("host") else ""
+            self._failed = f"sender {i} (a Ray actor{where}) failed: {_one_line(exc)}"
+
+    def _take(self, lines: list[str]) -> None:
+        try:
+            for line in lines:
+                self.on_line(line)
+        except BaseException as exc:   # the run directory refused a write: the caller's to handle
+            self._error = self._error or exc
+
+    async def _drain(self, i: int) -> None:
+        """Actor i's records, every DRAIN_S, until its run is over and the last of them are taken."""
+        actor, run = self._actors[i], self._runs[i]
+        while True:
+            over = run.done()   # read before the drain: a drain after the run's end takes all it made
+            try:
+                lines, ready = await actor.drain.remote()
+            except Exception as exc:   # the actor is gone (its process, its node): its run says why
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(run), STOP_GRACE_S)
+                cause = run.exception() if run.done() and not run.cancelled() else None
+                self._fail(i, cause or exc)
+                return
+            self._take(lines)
+            if ready:
+                self._ready.add(i)
+            if over:
+                failure = run.exception()
+                if failure is not None:
+                    self._fail(i, failure)
+                else:
+                    self._stats[i] = self._with_clock(i, run.result())
+                return
+            await asyncio.sleep(DRAIN_S)
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            if self._error is not None:
+                raise self._error
+            if self._failed:
+                raise SenderFailed(self._failed)
+            await asyncio.sleep(0.01)
+        if self._error is not None:
+            raise self._error
+
+    # -- the run ----------------------------------------------------------------------------------------------
+
+    def go(self, start_s: float) -> None:
+        start_s = max(start_s, time.perf_counter() - self.zero + START_LEAD_S)
+        for actor in self._actors:
+            actor.go.remote(start_s)
+
+    async def finished(self) -> list[dict[str, Any]]:
+        try:
+            await self._until(lambda: len(self._stats) == self.senders)
+            await self._measure_drift()
+        finally:
+            await self._close()
+        return [self._stats[i] for i in sorted(self._stats)]
+
+    async def _measure_drift(self) -> None:
+        """The offsets measured again: how far each actor's clock drifted from ours during the run."""
+        for i, actor in enumerate(self._actors):
+            with contextlib.suppress(Exception):
+                offset, _ = await asyncio.wait_for(self._measure_clock(actor), STOP_GRACE_S)
+                self._stats[i]["clock_drift_s"] = offset - self._clocks[i][0]
+
     async def stop(self) -> list[dict[str, Any]]:
-        """Stop every sender: each cancels its requests; what it has is taken; then the actors are killed."""
+        """Stop every sender: each cancels its requests and hands in what it has; then the actors are killed."""
         await self._close()
         return [self._stats[i] for i in sorted(self._stats)]
 
@@ -182,7 +375,7 @@ class _Sender:
             task.cancel()
         await asyncio.gather(*self._drains, return_exceptions=True)
         for i, actor in enumerate(self._actors):
-            if i not in self._stats:   # never started its run, or did not answer in time: what it still holds
+            if i not in self._stats:   # never started its run, or did not end in time: what it still holds
                 with contextlib.suppress(Exception):
                     lines, _ = await asyncio.wait_for(actor.drain.remote(), STOP_GRACE_S)
                     self._take(lines)

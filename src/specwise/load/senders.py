@@ -220,13 +220,18 @@ class ProcessSenders:
         self._failed: str | None = None
         self._processes: list[asyncio.subprocess.Process] = []
         self._readers: list[asyncio.Task[None]] = []
+        self._error: BaseException | None = None   # what the caller's on_line raised (e.g. a full disk)
 
     async def _read(self, sender: int, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         async for raw in process.stdout:
             line = raw.decode().rstrip("\n")
             if line.startswith("R "):
-                self.on_line(line[2:])
+                try:
+                    self.on_line(line[2:])
+                except Exception as exc:   # the run's own failure (a write refused): raised to the caller
+                    self._error = self._error or exc
+                    self._failed = self._failed or f"writing sender {sender}'s records failed: {exc}"
             elif line == "ready":
                 self._ready.add(sender)
             elif line.startswith("done "):
@@ -244,6 +249,8 @@ class ProcessSenders:
 
     async def _until(self, done: Callable[[], bool]) -> None:
         while not done():
+            if self._error is not None:
+                raise self._error
             if self._failed:
                 raise SenderFailed(self._failed)
             await asyncio.sleep(0.01)
