@@ -31,7 +31,7 @@ from typing import Any
 
 from specwise import __version__
 from specwise.errors import SpecwiseError
-from specwise.load.senders import STOP_GRACE_S, Job, SenderFailed, run_sender
+from specwise.load.senders import STOP_GRACE_S, Job, Tally, run_sender
 from specwise.results import RequestRecord
 
 FIELD = "--ray"
@@ -176,7 +176,7 @@ class _Sender:
             self._task.cancel()
 
 
-class RaySenders:
+class RaySenders(Tally):
     """One Ray actor per share of the schedule; the interface of `ProcessSenders`."""
 
     # Test hook: a shift of each actor's clock (s), as if it ran on another machine (see `_Sender`).
@@ -185,18 +185,14 @@ class RaySenders:
     def __init__(self, address: str, jobs: list[Job], zero: float, on_line: Callable[[str], None]) -> None:
         self.ray = import_ray()
         _host_port(address)   # a malformed address fails here, before anything is started
-        self.address, self.jobs, self.zero, self.on_line = address, jobs, zero, on_line
-        self.senders = len(jobs)
+        super().__init__(jobs, zero, on_line)
+        self.address = address
         self._owns_connection = False
         self._actors: list[Any] = []
         self._infos: list[dict[str, Any]] = []
         self._clocks: list[tuple[float, float]] = []        # (offset, round trip) per actor, before the run
         self._runs: list[asyncio.Future[dict[str, Any]]] = []
         self._drains: list[asyncio.Task[None]] = []
-        self._ready: set[int] = set()
-        self._stats: dict[int, dict[str, Any]] = {}
-        self._failed: str | None = None
-        self._error: BaseException | None = None             # on_line's own failure (the disk), raised as is
         self._closed = False
 
     # -- the connection and the actors ------------------------------------------------------------------------
@@ -290,13 +286,6 @@ class RaySenders:
             where = f" on {info['host']}" if info.get("host") else ""
             self._failed = f"sender {i} (a Ray actor{where}) failed: {_one_line(exc)}"
 
-    def _take(self, lines: list[str]) -> None:
-        try:
-            for line in lines:
-                self.on_line(line)
-        except BaseException as exc:   # the run directory refused a write: the caller's to handle
-            self._error = self._error or exc
-
     async def _drain(self, i: int) -> None:
         """Actor i's records, every DRAIN_S, until its run is over and the last of them are taken."""
         actor, run = self._actors[i], self._runs[i]
@@ -321,16 +310,6 @@ class RaySenders:
                     self._stats[i] = self._with_clock(i, run.result())
                 return
             await asyncio.sleep(DRAIN_S)
-
-    async def _until(self, done: Callable[[], bool]) -> None:
-        while not done():
-            if self._error is not None:
-                raise self._error
-            if self._failed:
-                raise SenderFailed(self._failed)
-            await asyncio.sleep(0.01)
-        if self._error is not None:
-            raise self._error
 
     # -- the run ----------------------------------------------------------------------------------------------
 

@@ -206,11 +206,9 @@ def _child_main() -> None:
         put(b"failed " + f"{type(exc).__name__}: {exc}".replace("\n", " ").encode())
 
 
-class ProcessSenders:
-    """One worker process per share of the schedule; their records come back as JSON lines on their stdout.
-
-    Started as `python -m specwise.load.senders`, not through multiprocessing: spawning re-imports the
-    caller's main script, which a library cannot ask of its callers."""
+class Tally:
+    """What senders elsewhere (processes, actors) have said so far: who is ready, who is done with what stats,
+    the first failure; records handed on as they come, a failure to take them (a full disk) kept to raise."""
 
     def __init__(self, jobs: list[Job], zero: float, on_line: Callable[[str], None]) -> None:
         self.jobs, self.zero, self.on_line = jobs, zero, on_line
@@ -218,20 +216,43 @@ class ProcessSenders:
         self._stats: dict[int, dict[str, Any]] = {}
         self._ready: set[int] = set()
         self._failed: str | None = None
+        self._error: BaseException | None = None
+
+    def _take(self, lines: list[str]) -> None:
+        try:
+            for line in lines:
+                self.on_line(line)
+        except Exception as exc:   # the run directory refused a write: the caller's to handle, as is
+            self._error = self._error or exc
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            if self._error is not None:
+                raise self._error
+            if self._failed:
+                raise SenderFailed(self._failed)
+            await asyncio.sleep(0.01)
+        if self._error is not None:
+            raise self._error
+
+
+class ProcessSenders(Tally):
+    """One worker process per share of the schedule; their records come back as JSON lines on their stdout.
+
+    Started as `python -m specwise.load.senders`, not through multiprocessing: spawning re-imports the
+    caller's main script, which a library cannot ask of its callers."""
+
+    def __init__(self, jobs: list[Job], zero: float, on_line: Callable[[str], None]) -> None:
+        super().__init__(jobs, zero, on_line)
         self._processes: list[asyncio.subprocess.Process] = []
         self._readers: list[asyncio.Task[None]] = []
-        self._error: BaseException | None = None   # what the caller's on_line raised (e.g. a full disk)
 
     async def _read(self, sender: int, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         async for raw in process.stdout:
             line = raw.decode().rstrip("\n")
             if line.startswith("R "):
-                try:
-                    self.on_line(line[2:])
-                except Exception as exc:   # the run's own failure (a write refused): raised to the caller
-                    self._error = self._error or exc
-                    self._failed = self._failed or f"writing sender {sender}'s records failed: {exc}"
+                self._take([line[2:]])
             elif line == "ready":
                 self._ready.add(sender)
             elif line.startswith("done "):
@@ -246,14 +267,6 @@ class ProcessSenders:
             err = (await process.stderr.read()).decode(errors="replace").strip().splitlines()
             self._failed = self._failed or (f"sender {sender} (a worker process) ended with exit code "
                                             f"{process.returncode}" + (f": {err[-1]}" if err else ""))
-
-    async def _until(self, done: Callable[[], bool]) -> None:
-        while not done():
-            if self._error is not None:
-                raise self._error
-            if self._failed:
-                raise SenderFailed(self._failed)
-            await asyncio.sleep(0.01)
 
     async def start(self) -> None:
         for job in self.jobs:
