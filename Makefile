@@ -75,6 +75,7 @@ $(GUIDELLM):
 
 compare: $(ENGINE) $(GUIDELLM)
 	$(VENV)/bin/python bench/compare_tools.py --guidellm $(GUIDELLM)
+	$(VENV)/bin/python bench/loadgen.py
 
 clean:
 	rm -rf $(VENV) .venv-guidellm
