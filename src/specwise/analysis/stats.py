@@ -53,7 +53,7 @@ def bootstrap_percentiles(values: Sequence[float], qs: Sequence[float], seed: in
 def ratio(numerator: Sequence[float], denominator: Sequence[float], q: float, seed: int = 0,
           resamples: int = BOOTSTRAP_RESAMPLES) -> Estimate | None:
     """percentile_q(numerator) / percentile_q(denominator); its interval resamples both arms independently."""
-    if not len(numerator) or not len(denominator):
+    if not len(numerator) or not len(denominator) or percentile(denominator, q) <= 0:
         return None
     value = percentile(numerator, q) / percentile(denominator, q)
     if len(numerator) < MIN_SAMPLES or len(denominator) < MIN_SAMPLES:

@@ -115,9 +115,13 @@ class RequestRecord(BaseModel):
     @property
     def tpot_s(self) -> float | None:
         """(last chunk − first chunk) / (output tokens − 1): a multi-token chunk counts for all its tokens.
-        None when the count is only estimated from chunks: a per-step time is not a per-token one."""
+        None when the count is only estimated from chunks (a per-step time is not a per-token one), or when every
+        chunk came in one read (no time between them was seen)."""
         if not self.ok or self.token_source == "chunks" or len(self.chunk_s) < 2 or self.tokens < 2:
             return None
+        if self.chunk_s[-1] <= self.chunk_s[0]:
+            return None   # the whole stream came in one read: no time between its tokens was seen
+
         return (self.chunk_s[-1] - self.chunk_s[0]) / (self.tokens - 1)
 
     @property
