@@ -3,7 +3,8 @@
 
 A sender that falls behind says so: each record is marked `client_bound` with why — sent later than
 `SEND_LAG_BOUND_S` after its scheduled time, held back by the in-flight cap, or in flight while the sender's
-process was saturating its core — and carries the largest event-loop stall seen while it was in flight.
+event loop was busy (running, or waiting for a core) for a whole window — and carries the largest event-loop
+stall seen while it was in flight.
 """
 
 from __future__ import annotations
