@@ -22,7 +22,7 @@ import aiohttp
 from specwise.load.protocol import (ERROR_DETAIL_CHARS, MAX_LINE_BYTES, Api, Fault, LineSplitter, Stream, api_path,
                                     request_body)
 from specwise.results import RequestRecord
-from specwise.workload import LoadShape, Planned
+from specwise.workload import Planned
 
 # Waits before retrying a refused connection: about 350 ms of server downtime is ridden out.
 CONNECT_RETRY_S = (0.05, 0.1, 0.2)
