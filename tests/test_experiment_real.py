@@ -76,19 +76,36 @@ def test_the_draft_keeps_the_outputs_and_another_model_does_not(experiment: tupl
 
 
 def test_mixed_temperatures_are_diagnosed_as_such(experiment: tuple[Path, str]) -> None:
+    from specwise.thresholds import NON_INFERIORITY
+
     f = _finding(experiment[0], "mixed")
-    status = _status(f)
-    # Measured per temperature on the same prompts: T = 1.0 (acceptance ≈ 0.04 on this pair) is slower with
-    # speculation, so speculation is not enabled for all of this traffic.
-    assert f["verdict"]["decision"] != "ENABLE", f["verdict"]["headline"]
-    assert status["speedup by temperature"] == "FAIL" and "T=1 is slower" in next(
-        r["reason"] for r in f["verdict"]["rules"] if r["name"] == "speedup by temperature")
-    limit = f["verdict"]["limit"]
-    assert limit is None or 1.0 not in (limit["temperatures"] or [1.0])
-    assert f["server_acceptance"]["acceptance_rate"] < 0.5
+    status, verdict = _status(f), f["verdict"]
+    # Acceptance falls with temperature, per request, on the same prompts.
     buckets = {b["temperature"]: b for b in f["buckets"]}
     assert set(buckets) == {0.0, 0.5, 1.0}
-    assert buckets[0.0]["p50"] > buckets[1.0]["p50"]  # acceptance falls with temperature, per request
+    assert buckets[0.0]["p50"] > buckets[0.5]["p50"] > buckets[1.0]["p50"]
+    assert buckets[1.0]["p50"] < 0.2 and f["server_acceptance"]["acceptance_rate"] < 0.5
+    speedup = {b["temperature"]: b["tpot_p50_speedup"] for b in f["loads"][0]["buckets"]}
+    assert speedup[0.0]["value"] > speedup[1.0]["value"]
+    # Whether T = 1.0 is slower with speculation is this machine's to say: on this pair the draft costs so
+    # little that T = 1 (acceptance ≈ 0.05) has come out a tie as often as a loss. The verdict must follow
+    # what was measured, and say that the guide's rule of thumb was overruled when it was.
+    t1 = speedup[1.0]
+    print(f"T=1 speedup {t1['value']:.2f} [{t1['low']:.2f}–{t1['high']:.2f}] → {verdict['decision']}")
+    by_temp = next(r for r in verdict["rules"] if r["name"] == "speedup by temperature")
+    if t1["high"] < 1.0:
+        assert verdict["decision"] != "ENABLE", verdict["headline"]
+        assert by_temp["status"] == "FAIL" and "T=1 is slower" in by_temp["reason"]
+        limit = verdict["limit"]
+        assert limit is None or 1.0 not in (limit["temperatures"] or [1.0])
+    else:
+        assert by_temp["status"] == "PASS" and "T=1 at 1" in by_temp["reason"]
+        if verdict["decision"] == "ENABLE" and t1["low"] < NON_INFERIORITY:
+            assert "T = 1 not proven on its own" in verdict["headline"], verdict["headline"]
+    assert status["temperature"] == "FAIL"
+    temperature = next(r for r in verdict["rules"] if r["name"] == "temperature")
+    if verdict["decision"] == "ENABLE":
+        assert "disagrees with the measurement" in temperature["reason"]
 
 
 def test_report_renders_in_chromium(experiment: tuple[Path, str], tmp_path: Path) -> None:

@@ -112,8 +112,14 @@ def _measured(ev: Evidence, loads: list[LoadEvidence], outcomes: list[LoadOutcom
     hedge = ("; " + "; ".join(f"at {o.load:g} probably ({o.why}: not proven faster, but not more than "
                               f"{1 - NON_INFERIORITY:.0%} slower)" for o in probable)) if probable else ""
     if won == len(outcomes):
+        # A class whose own few requests neither win nor rule out a material loss rides on the mix's win:
+        # the headline says so rather than let "faster" read as proven for it.
+        unproven = [t for t, o in by_temp.items() if o and o[0] is Outcome.UNDECIDED]
+        if unproven:
+            hedge += (f"; T = {', '.join(f'{t:g}' for t in unproven)} not proven on its own (more requests "
+                      "would tell)")
         if not probable:
-            return Decision.ENABLE, f"enable: faster at every measured {unit}", {}
+            return Decision.ENABLE, f"enable: faster at every measured {unit}{hedge}", {}
         proven = ", ".join(f"{o.load:g}" for o in outcomes if o.outcome is Outcome.WIN)
         return Decision.ENABLE, f"enable: faster at {unit} {proven}{hedge}", {}
     if won:
