@@ -179,6 +179,38 @@ def test_bench_per_request_acceptance_by_temperature_agrees_with_the_server_coun
     assert summary.tpot_ms.p50.value > 0 and summary.ttft_ms.count == 24
 
 
+def test_a_workload_analyzed_from_a_log_replays_its_temperature_mix_and_lengths(server, tmp_path):
+    """Log → `specwise analyze --emit-workload` → `specwise bench --workload` on the real engine: the requests
+    it sent carry the log's temperature mix (within 2 points) and came back at the log's output lengths
+    (median within 10 %)."""
+    from traffic_logs import write_log
+
+    write_log(tmp_path / "log.jsonl", [("code", 0.0, 50), ("chat", 0.7, 30), ("chat", 1.0, 20)], outputs=(6, 40))
+    analyzed = subprocess.run([sys.executable, "-m", "specwise", "analyze", str(tmp_path / "log.jsonl"), "--json",
+                               "--emit-workload", str(tmp_path / "w.json"), "--samples", "100"],
+                              capture_output=True, text=True, timeout=120)
+    assert analyzed.returncode == 0, analyzed.stderr
+    profile = json_loads(analyzed.stdout)["profile"]
+    out = tmp_path / "run"
+    cli = subprocess.run([sys.executable, "-m", "specwise", "bench", "--url", server["url"], "--workload",
+                          str(tmp_path / "w.json"), "--concurrency", "4", "--requests", "100", "--warmup", "2",
+                          "--api-key-file", str(server["key_file"]), "--out", str(out), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    records = [r for r in load_run(out).records if not r.warmup]
+    assert len(records) == 100 and all(r.ok for r in records)
+    logged = dict((t, share) for t, share in profile["temperature"]["mix"])
+    assert logged == pytest.approx({0.0: 0.5, 0.7: 0.3, 1.0: 0.2})
+    for t, share in logged.items():
+        replayed = sum(r.temperature == t for r in records) / len(records)
+        assert abs(replayed - share) <= 0.02, (t, replayed, share)
+    lengths = sorted(r.output_tokens for r in records)
+    median = (lengths[49] + lengths[50]) / 2
+    assert median == pytest.approx(profile["output_tokens"]["p50"], rel=0.10), (median, profile["output_tokens"])
+    # Each request asked for its own logged length, and the engine gave exactly that.
+    assert all(r.max_tokens and r.output_tokens == r.max_tokens for r in records)
+
+
 def _prometheus_value(prom: str, query: str) -> float | None:
     result = httpx.get(f"{prom}/api/v1/query", params={"query": query}, timeout=10).json()["data"]["result"]
     return float(result[0]["value"][1]) if result else None

@@ -18,6 +18,14 @@ TAIL_P10 = 0.5
 TEMP_GOOD = 0.5
 TEMP_OFF = 0.7
 TEMP_SPREAD = 0.3
+# §1.11 n-gram vs draft, as `specwise analyze` reads a log: n-gram lookup pays when outputs echo their
+# prompts — a request whose output has at least NGRAM_OVERLAP of its 3-grams in the prompt is echo traffic
+# (summaries and RAG answers sit at 0.5–0.9, chat and code at 0–0.2); traffic is "mostly structured" past
+# STRUCTURED_SHARE; latency is TTFT-bound when the median request spends more than TTFT_BOUND_SHARE of its
+# end-to-end time before the first token (speculation shortens only the time after it).
+NGRAM_OVERLAP = 0.5
+STRUCTURED_SHARE = 0.5
+TTFT_BOUND_SHARE = 0.5
 # §1.7 memory: the target alone over TARGET_SHARE of device memory leaves the draft no room; a draft
 # over DRAFT_SHARE of usable memory costs too much KV cache.
 TARGET_SHARE = 0.70

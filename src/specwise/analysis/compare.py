@@ -152,7 +152,8 @@ def short_outputs(runs: Sequence[Run]) -> int:
     count = 0
     for run in runs:
         asked = run.manifest.config.get("max_tokens")
-        count += sum(1 for r in measured(run) if r.ok and asked and r.token_source != "chunks" and r.tokens < asked)
+        count += sum(1 for r in measured(run) if r.ok and (r.max_tokens or asked) and r.token_source != "chunks"
+                     and r.tokens < (r.max_tokens or asked))
     return count
 
 

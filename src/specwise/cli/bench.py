@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from specwise.cli import EXIT_INTERRUPTED, app
 from specwise.errors import SpecwiseError, check_number, check_out_dir, check_url, shown
-from specwise.workload import MAX_REQUESTS, MIXED, PROMPT_SETS
+from specwise.workload import BURSTINESS, MAX_REQUESTS, MIXED, PROMPT_SETS
 
 if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when a command needs them
     from specwise.analysis import BenchSummary
@@ -54,10 +54,15 @@ def bench(
     max_tokens: int = typer.Option(128, "--max-tokens", help="Output tokens per request."),
     ignore_eos: bool = typer.Option(True, "--ignore-eos/--stop-at-eos", help="Ask for exactly --max-tokens "
                                     "(vLLM's ignore_eos) or let the model stop."),
-    temperatures: str = typer.Option("0", "--temperatures", help="Temperature mix TEMP:WEIGHT,…, e.g. "
-                                     "0.1:60,1.0:40; each request's draw is recorded."),
+    temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Temperature mix TEMP:WEIGHT,…, e.g. "
+                                               "0.1:60,1.0:40; each request's draw is recorded (default: 0, or "
+                                               "the --workload's mix)."),
     dataset: str = typer.Option("structured", "--dataset", help=f"{' | '.join((*PROMPT_SETS, MIXED))}, or a "
                                 "JSONL file (a 'prompt' field per line), or a ShareGPT JSON file."),
+    workload: Optional[Path] = typer.Option(None, "--workload", help="Replay a workload written by `specwise "
+                                            "analyze --emit-workload`: its prompts and output lengths, its "
+                                            "temperature mix and (without --rate/--concurrency) its arrival rate "
+                                            "and burstiness."),
     k: Optional[int] = typer.Option(None, "--k", help="The server's speculative tokens per step, for per-request "
                                     "acceptance estimated from tokens per chunk when the server does not report it."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same sequence of prompts, temperatures and arrivals."),
@@ -103,10 +108,19 @@ def bench(
     check_number("--scrape-interval", scrape_interval, 0.1, fix="seconds, e.g. 2")
     check_number("--timeout", timeout, 0, fix="seconds, e.g. 120", above=True)
     check_number("--request-timeout", request_timeout, 0, fix="seconds, e.g. 600", above=True)
+    if workload is not None:
+        from specwise.workload import load_workload
+
+        replay = load_workload(workload)
+        dataset, temperatures = str(workload), temperatures or replay.temperatures
+        if concurrency is None and rate is None and replay.arrivals is not None:
+            rate = replay.arrivals.rate
+            if replay.arrivals.burstiness is not None and burstiness == 1.0:
+                burstiness = min(max(replay.arrivals.burstiness, BURSTINESS[0]), BURSTINESS[1])
     config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
                          burstiness=burstiness, requests=requests, duration_s=duration, warmup=warmup,
                          max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
-                         temperatures=temperatures, dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
+                         temperatures=temperatures or "0", dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
                          scrape_interval_s=scrape_interval,
                          stall_timeout_s=timeout, request_timeout_s=request_timeout,
                          slo_ms=_slos(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms), workers=workers, ray=ray)

@@ -1,4 +1,5 @@
-"""The terminal's rendering: a plan, a bench run's summary, an experiment's verdicts, the live watch (rich)."""
+"""The terminal's rendering: a plan, a bench run's summary, an experiment's verdicts, a traffic profile, the
+live watch (rich)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ if TYPE_CHECKING:  # types only: `specwise plan` renders without loading the ana
     from specwise.experiment.findings import Findings
     from specwise.monitor import ModelView
     from specwise.plan import Plan
+    from specwise.verdict.method import Recommendation
+    from specwise.workload.traffic import Distribution, TrafficProfile
 
 STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.UNKNOWN: "dim"}
 
@@ -252,3 +255,62 @@ def watch_table(views: list[ModelView], break_even: float) -> Table:
             "–" if v.running is None else f"{v.running:g}/{v.waiting or 0:g}", kv,
             f"{five.preemptions:g}" if five and five.preemptions is not None else "–")
     return table
+
+
+def _dist(d: Distribution | None, fmt: str = "{:.0f}") -> str:
+    if d is None:
+        return "—"
+    return f"P10 {fmt.format(d.p10)} · P50 {fmt.format(d.p50)} · P90 {fmt.format(d.p90)}  (n={d.count})"
+
+
+def render_traffic(p: TrafficProfile, advice: Recommendation, console: Console) -> None:
+    """A log's profile and what to test: figures only, never the log's text."""
+    table = Table(title=f"Traffic: {escape(p.source)} ({p.format}, {p.requests} requests)", show_header=False)
+    table.add_column("what")
+    table.add_column("measured")
+    if p.temperature is not None:
+        t = p.temperature
+        mix = ", ".join(f"{temp:g}: {share:.0%}" for temp, share in t.mix[:12]) + (" …" if len(t.mix) > 12 else "")
+        table.add_row("temperature mix", mix + (f"  ({t.unset} unset → 1.0)" if t.unset else ""))
+        table.add_row("temperature", f"median {t.median:g}, spread {t.spread:g}, homogeneity {t.homogeneity:.0%}")
+    unit = p.length_unit
+    if p.prompt_tokens or p.output_tokens:
+        table.add_row("prompt tokens", _dist(p.prompt_tokens))
+        table.add_row("output tokens", _dist(p.output_tokens))
+    table.add_row("prompt characters", _dist(p.prompt_chars))
+    table.add_row("output characters", _dist(p.output_chars))
+    table.add_row("output echoing the prompt", _dist(p.overlap, "{:.0%}") + "  share of output 3-grams in the prompt")
+    if p.structured_share is not None:
+        table.add_row("structured (JSON, code)", f"{p.structured_share:.0%} of {p.structured_requests}")
+    if p.arrivals is not None:
+        a = p.arrivals
+        table.add_row("arrivals", f"mean {a.mean_rate:.3g} req/s, peak {a.peak_rate:.3g} req/s (busiest "
+                      f"{a.peak_window_s:.0f} s), over {a.span_s:.0f} s" + (
+                          f"; burstiness {a.burstiness:.2g} (gamma shape: 1 Poisson, < 1 burstier)"
+                          if a.burstiness is not None else ""))
+    if p.latency is not None:
+        table.add_row("latency", f"{p.latency.dominated_by.upper()}-bound: TTFT is "
+                      f"{_dist(p.latency.ttft_share, '{:.0%}')} of end-to-end")
+    if p.bad_lines:
+        shown = "; ".join(f"line {n}: {why}" for n, why in p.bad_examples[:5])
+        table.add_row("bad lines", escape(f"{p.bad_lines} skipped — {shown}" + (" …" if p.bad_lines > 5 else "")))
+    console.print(table)
+    if unit == "characters":
+        console.print("lengths in characters: give --tokenizer MODEL_DIR (or a log with usage counts) for tokens",
+                      style="dim", highlight=False)
+    classes = Table(title="Traffic classes")
+    for col in ("class", "share", "temperature", "echo (P50)", "structured", "output tokens (P50)", "try"):
+        classes.add_column(col)
+    by_name = {c.name: c for c in advice.classes}
+    for c in p.classes:
+        a = by_name[c.name]
+        classes.add_row(escape(c.name), f"{c.share:.0%}", f"median {c.temperature.median:g}",
+                        f"{c.overlap.p50:.0%}" if c.overlap else "—",
+                        f"{c.structured_share:.0%}" if c.structured_share is not None else "—",
+                        f"{c.output_tokens.p50:.0f}" if c.output_tokens else "—", a.method.value)
+    console.print(classes)
+    console.print(f"[bold]recommendation:[/] {escape(advice.headline)}", highlight=False)
+    for reason in advice.reasons:
+        console.print(f"  - {escape(reason)}", highlight=False)
+    console.print("a prior from the guide's rules: the emitted experiment measures it (--emit-experiment)",
+                  style="dim", highlight=False)

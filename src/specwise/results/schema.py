@@ -89,6 +89,8 @@ class RequestRecord(BaseModel):
     acceptance: float | None = None
     acceptance_source: AcceptanceSource = "none"
     merged_chunks: int = Field(0, description="chunks carrying more tokens than one speculative step can emit")
+    max_tokens: int | None = Field(None, description="this request's own max_tokens (a replayed log's), when it "
+                                   "is not the run's")
     sender: int = Field(0, description="which of the run's senders (worker process, Ray actor) sent it")
     client_bound: list[str] = Field(default_factory=list, description="why the load generator may have been the "
                                     "bottleneck for this request (send_lag, in_flight_cap, cpu_saturated): its "

@@ -26,6 +26,7 @@ MIXED = "mixed"
 class Prompt:
     id: str
     text: str
+    max_tokens: int | None = None   # this request's output length (a replayed log's); None: the run's
 
 
 @cache
@@ -42,8 +43,9 @@ def load_prompt_set(name: str) -> tuple[str, ...]:
 
 
 def load_dataset(name: str) -> tuple[Prompt, ...]:
-    """A built-in set by name ('mixed': all three), or a file: JSONL with a `prompt` (or `text`) field
-    per line, or ShareGPT JSON (a list of {"conversations": [{"from": "human", "value": ...}, ...]})."""
+    """A built-in set by name ('mixed': all three), or a file: a workload emitted by `specwise analyze`, JSONL
+    with a `prompt` (or `text`) field per line, or ShareGPT JSON (a list of {"conversations": [{"from":
+    "human", "value": ...}, ...]})."""
     if name in PROMPT_SETS:
         return builtin_set(name)
     if name == MIXED:
@@ -53,6 +55,10 @@ def load_dataset(name: str) -> tuple[Prompt, ...]:
     if not path.is_file():
         raise SpecwiseError("--dataset", f"no built-in set or file named {shown(name)}",
                             f"use one of {', '.join((*PROMPT_SETS, MIXED))}, a JSONL file or a ShareGPT JSON file")
+    from specwise.workload.replay import is_workload_file, load_workload  # replay builds on this module
+
+    if is_workload_file(path):
+        return load_workload(path, "--dataset").prompts()
     fix = "JSONL needs a 'prompt' field per line; ShareGPT a list of conversations"
     text = read_text(path, "--dataset", fix)
     try:

@@ -1,0 +1,42 @@
+"""The experiment `specwise analyze --emit-experiment` writes: the baseline against the method(s) the traffic
+calls for, on the replayed workload, at the log's own loads, with the production temperature mix declared so
+that the verdict's coverage rule holds the result to it. Pure: a dict ready for YAML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specwise.verdict.method import Method, Recommendation
+from specwise.workload.replay import WorkloadFile
+
+# Per temperature class, the requests a cell needs before its own speedup's interval can clear the noise.
+REQUESTS_PER_CLASS = 12
+MAX_CLASSES_SIZED = 8
+
+
+def _levels(workload: WorkloadFile) -> dict[str, list[float] | list[int]]:
+    a = workload.arrivals
+    if a is None:   # no send times in the log: the usual closed-loop sweep
+        return {"concurrency": [1, 4, 16]}
+    rates = sorted({float(f"{r:.3g}") for r in (a.rate, (a.rate + a.peak_rate) / 2, a.peak_rate)})
+    return {"rate": rates}
+
+
+def experiment_for(workload: WorkloadFile, workload_path: str, recommendation: Recommendation) -> dict[str, Any]:
+    methods = [m for m in dict.fromkeys(c.method for c in recommendation.classes) if m is not Method.NONE]
+    # "None" is a prior, not a measurement: the draft model is what the guide would try first, so it is the
+    # candidate that confirms (or overturns) leaving speculation off.
+    candidates = [{"name": m.value, "launch": {"mode": m.value, "k": 4}} for m in methods or [Method.DRAFT]]
+    classes = len(workload.temperatures.split(","))
+    outs = sorted(r.max_tokens for r in workload.requests if r.max_tokens)
+    return {
+        "name": f"{workload.name}-ab",
+        "servers": [{"name": "baseline", "role": "baseline", "launch": {"mode": "baseline"}}, *candidates],
+        "workloads": [{"name": workload.name, "dataset": workload_path, "temperatures": workload.temperatures,
+                       "production_temperatures": workload.temperatures,
+                       "requests": max(32, REQUESTS_PER_CLASS * min(classes, MAX_CLASSES_SIZED))}],
+        "loads": _levels(workload),
+        "warmup": 2,
+        "max_tokens": outs[len(outs) // 2] if outs else 64,
+        "repetitions": 2,
+    }
