@@ -230,3 +230,18 @@ def test_a_speedup_inside_the_noise_floor_is_not_a_win() -> None:
     """CI [1.03–1.13] clears the 2 % floor; [1.01–1.11] does not."""
     assert decide(with_(loads=(load(1, 1.08, **ARMS),))).decision is Decision.ENABLE
     assert decide(with_(loads=(load(1, 1.06, **ARMS),))).decision is Decision.INCONCLUSIVE
+
+
+def test_changed_outputs_reject_even_when_only_the_timings_are_invalid() -> None:
+    bound = {"baseline_arm": Arm(64), "candidate_arm": Arm(64, client_bound=8)}
+    changed = Equivalence(compared=40, identical=0, median_first_divergence=5, floor_compared=20, floor_identical=20)
+    timing_only = with_(loads=(load(1, 1.6, **bound),), equivalence=changed)
+    v = decide(timing_only)
+    assert v.decision is Decision.DISABLE and "changed the outputs" in v.headline
+    assert rule(v, "valid comparison").status is Status.FAIL   # the timing problem is still shown
+    # Without changed outputs, a generator-bound arm leaves the speed unknown.
+    assert decide(with_(loads=(load(1, 1.6, **bound),))).decision is Decision.INCONCLUSIVE
+    # A candidate returning short outputs: its outputs cannot be judged on their own, the invalidity decides.
+    short = {"baseline_arm": Arm(64), "candidate_arm": Arm(64, short=20)}
+    v = decide(with_(loads=(load(1, 1.6, **short),), equivalence=changed))
+    assert v.decision is Decision.DISABLE and "not valid" in v.headline

@@ -146,7 +146,7 @@ def decide(ev: Evidence) -> Verdict:
     loads = sorted(ev.loads, key=lambda e: e.load)
     outcomes = [load_outcome(e, ev) for e in loads]
     won, cross = won_prefix([o.outcome for o in outcomes]), crossover(loads)
-    validity, invalid = rule_validity(ev)
+    validity, invalid, timing_only = rule_validity(ev)
     outputs = rule_outputs(ev)
     coverage = rule_coverage(ev)
     monitoring = rule_monitoring(ev)
@@ -167,10 +167,12 @@ def decide(ev: Evidence) -> Verdict:
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")
+    # Changed outputs reject a candidate whatever its speed: a comparison invalid only for its timings (a
+    # generator-bound arm) still compared every output.
+    if outputs.status is Status.FAIL and (invalid is None or timing_only):
+        return verdict(Decision.DISABLE, "leave speculation off: " + outputs.reason)
     if invalid is not None:
         return verdict(invalid, "the comparison is not valid: " + validity.reason)
-    if outputs.status is Status.FAIL:
-        return verdict(Decision.DISABLE, "leave speculation off: " + outputs.reason)
     decision, headline, extra = _measured(ev, loads, outcomes, won)
     if decision.allows and coverage.status is Status.FAIL:
         shown = ", ".join(f"T={t:g}" for t in sorted(untested(ev)))

@@ -140,11 +140,13 @@ def won_prefix(outcomes: Sequence[Outcome]) -> int:
 
 # ---------------------------------------------------------------------------------- deciding rules
 
-def rule_validity(ev: Evidence) -> tuple[Rule, Decision | None]:
+def rule_validity(ev: Evidence) -> tuple[Rule, Decision | None, bool]:
     """Before any comparison: both arms complete, failing and returning short outputs alike. The candidate
-    failing more makes it DISABLE; the baseline failing more (or incomplete cells) makes it INCONCLUSIVE."""
+    failing more makes it DISABLE; the baseline failing more (or incomplete cells) makes it INCONCLUSIVE.
+    The flag: every problem is of timing alone (a generator-bound arm), which leaves the outputs judgeable."""
     name = "valid comparison"
     problems: list[tuple[Decision, str]] = []
+    timing = 0
     for e in ev.loads:
         b, c = e.baseline_arm, e.candidate_arm
         if b is None or c is None:
@@ -158,6 +160,7 @@ def rule_validity(ev: Evidence) -> tuple[Rule, Decision | None]:
                 problems.append((Decision.INCONCLUSIVE, f"{at} the load generator was the bottleneck for the "
                                  f"{arm_name} ({arm.client_bound} of {arm.requests} requests sent late or timed by a "
                                  "saturated client): rerun with more senders (workers: N)"))
+                timing += 1
         names = ("baseline", "candidate")
         for what, rates, counts in (("failed", (b.error_rate, c.error_rate), (b.errors, c.errors)),
                                     ("returned fewer tokens than asked in", (b.short_rate, c.short_rate),
@@ -168,12 +171,13 @@ def rule_validity(ev: Evidence) -> tuple[Rule, Decision | None]:
                                  f"{at} the {names[worse]} {what} {counts[worse]} of {(b, c)[worse].requests} "
                                  f"requests ({names[1 - worse]} {counts[1 - worse]})"))
     if not any(e.baseline_arm and e.candidate_arm for e in ev.loads):
-        return Rule(name=name, status=Status.UNKNOWN, reason="no error or length counts per arm"), None
+        return Rule(name=name, status=Status.UNKNOWN, reason="no error or length counts per arm"), None, False
     if not problems:
         return Rule(name=name, status=Status.PASS, reason="both arms complete, failing and returning full-length "
-                    "outputs alike at every load"), None
+                    "outputs alike at every load"), None, False
     decision = Decision.DISABLE if any(d is Decision.DISABLE for d, _ in problems) else Decision.INCONCLUSIVE
-    return Rule(name=name, status=Status.FAIL, reason="; ".join(text for _, text in problems)), decision
+    return (Rule(name=name, status=Status.FAIL, reason="; ".join(text for _, text in problems)), decision,
+            timing == len(problems))
 
 
 def rule_outputs(ev: Evidence) -> Rule:
