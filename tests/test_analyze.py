@@ -194,3 +194,19 @@ def test_sharegpt_files_and_run_directories_are_read(tmp_path: Path) -> None:
         for item in read_log(runs[0].parent):
             p.add(item)
         assert p.profile().requests > 0
+
+
+def test_a_real_tokenizer_counts_the_prompts_tokens(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from specwise.engine.pair import ensure_pair
+
+    target = ensure_pair(lambda m: None).target
+    tok = transformers.AutoTokenizer.from_pretrained(str(target))
+    rows = write_log(tmp_path / "log.jsonl", [("chat", 0.5, 21)], shape="body")   # no usage: the tokenizer counts
+    out = analyze(str(tmp_path / "log.jsonl"), "--json", "--tokenizer", str(target))
+    assert out.returncode == 0, out.stderr
+    profile = json.loads(out.stdout)["profile"]
+    counts = sorted(len(tok.encode(r["prompt"], add_special_tokens=False)) for r in rows)
+    assert profile["length_unit"] == "tokens" and profile["prompt_tokens"]["p50"] == counts[10]
+    bad = analyze(str(tmp_path / "log.jsonl"), "--tokenizer", str(tmp_path))
+    assert bad.returncode == 2 and "--tokenizer" in bad.stderr

@@ -197,7 +197,7 @@ def test_a_workload_analyzed_from_a_log_replays_its_temperature_mix_and_lengths(
                           "--api-key-file", str(server["key_file"]), "--out", str(out), "--json"],
                          capture_output=True, text=True, timeout=600)
     assert cli.returncode == 0, cli.stderr
-    records = [r for r in load_run(out).records if not r.warmup]
+    records = [r for r in load_run(out).requests if not r.warmup]
     assert len(records) == 100 and all(r.ok for r in records)
     logged = dict((t, share) for t, share in profile["temperature"]["mix"])
     assert logged == pytest.approx({0.0: 0.5, 0.7: 0.3, 1.0: 0.2})

@@ -6,20 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from specwise.verdict.method import Method, Recommendation
+from specwise.verdict.method import Method, Recommendation, load_levels
 from specwise.workload.replay import WorkloadFile
 
 # Per temperature class, the requests a cell needs before its own speedup's interval can clear the noise.
 REQUESTS_PER_CLASS = 12
 MAX_CLASSES_SIZED = 8
-
-
-def _levels(workload: WorkloadFile) -> dict[str, list[float] | list[int]]:
-    a = workload.arrivals
-    if a is None:   # no send times in the log: the usual closed-loop sweep
-        return {"concurrency": [1, 4, 16]}
-    rates = sorted({float(f"{r:.3g}") for r in (a.rate, (a.rate + a.peak_rate) / 2, a.peak_rate)})
-    return {"rate": rates}
 
 
 def experiment_for(workload: WorkloadFile, workload_path: str, recommendation: Recommendation) -> dict[str, Any]:
@@ -28,6 +20,8 @@ def experiment_for(workload: WorkloadFile, workload_path: str, recommendation: R
     # candidate that confirms (or overturns) leaving speculation off.
     candidates = [{"name": m.value, "launch": {"mode": m.value, "k": 4}} for m in methods or [Method.DRAFT]]
     classes = len(workload.temperatures.split(","))
+    a = workload.arrivals
+    unit, levels = load_levels(a.rate if a else None, a.peak_rate if a else None)
     outs = sorted(r.max_tokens for r in workload.requests if r.max_tokens)
     return {
         "name": f"{workload.name}-ab",
@@ -35,7 +29,7 @@ def experiment_for(workload: WorkloadFile, workload_path: str, recommendation: R
         "workloads": [{"name": workload.name, "dataset": workload_path, "temperatures": workload.temperatures,
                        "production_temperatures": workload.temperatures,
                        "requests": max(32, REQUESTS_PER_CLASS * min(classes, MAX_CLASSES_SIZED))}],
-        "loads": _levels(workload),
+        "loads": {unit: levels if unit == "rate" else [int(v) for v in levels]},
         "warmup": 2,
         "max_tokens": outs[len(outs) // 2] if outs else 64,
         "repetitions": 2,

@@ -312,5 +312,11 @@ def render_traffic(p: TrafficProfile, advice: Recommendation, console: Console) 
     console.print(f"[bold]recommendation:[/] {escape(advice.headline)}", highlight=False)
     for reason in advice.reasons:
         console.print(f"  - {escape(reason)}", highlight=False)
+    if advice.test is not None:
+        t = advice.test
+        loads = ", ".join(f"{v:g}" for v in t.levels) + (" req/s" if t.load_unit == "rate" else " in flight")
+        console.print(f"[bold]to test:[/] temperatures {escape(t.temperatures or '?')} at {loads}"
+                      + (f", output P50 {t.output_tokens_p50:.0f} tokens" if t.output_tokens_p50 else ""),
+                      highlight=False)
     console.print("a prior from the guide's rules: the emitted experiment measures it (--emit-experiment)",
                   style="dim", highlight=False)

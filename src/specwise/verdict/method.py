@@ -27,12 +27,41 @@ class ClassAdvice(BaseModel):
     reasons: list[str]
 
 
+class MeasurementPlan(BaseModel):
+    """What to measure: production's temperature mix, its loads, its output lengths."""
+
+    temperatures: str | None
+    load_unit: str                  # "rate" (from the log's send times) or "concurrency" (none in the log)
+    levels: list[float]
+    output_tokens_p50: float | None
+
+
 class Recommendation(BaseModel):
     method: Method
     headline: str
     reasons: list[str]
     classes: list[ClassAdvice]
     separate_deployments: bool
+    test: MeasurementPlan | None = None
+
+
+# Without send times in the log, the closed-loop sweep that shows low load and where the gain ends.
+DEFAULT_CONCURRENCY = [1.0, 4.0, 16.0]
+
+
+def load_levels(mean_rate: float | None, peak_rate: float | None) -> tuple[str, list[float]]:
+    """The log's mean rate, its peak and halfway between (rounded to 3 figures); a concurrency sweep without."""
+    if mean_rate is None or peak_rate is None:
+        return "concurrency", DEFAULT_CONCURRENCY
+    return "rate", sorted({float(f"{r:.3g}") for r in (mean_rate, (mean_rate + peak_rate) / 2, peak_rate)})
+
+
+def measurement_plan(profile: TrafficProfile) -> MeasurementPlan:
+    a = profile.arrivals
+    unit, levels = load_levels(a.mean_rate if a else None, a.peak_rate if a else None)
+    out = profile.output_tokens or None
+    return MeasurementPlan(temperatures=profile.temperature.mix_text if profile.temperature else None, load_unit=unit,
+                    levels=levels, output_tokens_p50=out.p50 if out else None)
 
 
 def advise_class(c: ClassProfile) -> ClassAdvice:
@@ -63,6 +92,10 @@ def advise_class(c: ClassProfile) -> ClassAdvice:
 
 
 def recommend(profile: TrafficProfile) -> Recommendation:
+    return _recommend(profile).model_copy(update={"test": measurement_plan(profile)})
+
+
+def _recommend(profile: TrafficProfile) -> Recommendation:
     classes = [advise_class(c) for c in profile.classes]
     main = [c for c in classes if c.share >= MIN_CLASS_SHARE] or classes
     methods = {c.method for c in main}
