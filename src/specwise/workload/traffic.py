@@ -8,6 +8,7 @@ Pure: no I/O."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from array import array
@@ -25,6 +26,7 @@ NGRAM = 3                 # words (or tokens) per n-gram: vLLM's prompt lookup m
 RESERVOIR = 10_000        # values kept per distribution: quantiles exact up to this many requests
 TEMPERATURE_STEP = 0.05   # temperatures are bucketed to this (logs carry 0.7 and 0.70000001 alike)
 MAX_BAD_SHOWN = 20        # bad lines listed by number; the rest only counted
+SLICE = 1 << 16            # send times worked through at a time
 CHARS_PER_TOKEN = 4.0     # English text, when no tokenizer or usage gives tokens (an estimate, and said so)
 _WORD = re.compile(r"\w+|[^\w\s]")
 _CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import|function |return |#include|public |private |"
@@ -208,21 +210,27 @@ def temperature_profile(temps: Counter, unset: int) -> TemperatureProfile | None
 
 
 def arrivals(times: Sequence[float]) -> Arrivals | None:
+    """Rate, peak and burstiness of the send times (in any order). Worked through in slices so that the only
+    memory that grows with the log is the times themselves and one sorted copy."""
     if len(times) < 2:
         return None
-    t = np.sort(np.asarray(times, dtype=float))
-    span = float(t[-1] - t[0])
+    t = np.sort(np.frombuffer(times, dtype=float) if isinstance(times, array) else np.asarray(times, dtype=float))
+    n, span = len(t), float(t[-1] - t[0])
     if span <= 0:
         return None
     # The busiest stretch of a tenth of the span, at most a minute: long enough to be a load, not a burst.
     window = min(60.0, max(span / 10, 1.0))
-    ends = np.searchsorted(t, t + window, side="left")
-    peak = float(np.max(ends - np.arange(len(t)))) / window
-    gaps = np.diff(t)
-    cv = float(np.std(gaps) / np.mean(gaps)) if len(gaps) >= 10 and np.mean(gaps) > 0 else None
-    shape = 1 / cv**2 if cv else None
-    return Arrivals(requests=len(t), span_s=span, mean_rate=(len(t) - 1) / span, peak_rate=max(peak, (len(t) - 1) / span),
-                    peak_window_s=window, burstiness=shape, gap_cv=cv)
+    most, gap_sq = 0, 0.0
+    for lo in range(0, n, SLICE):
+        part = t[lo:lo + SLICE]
+        ends = np.searchsorted(t, part + window, side="left")
+        most = max(most, int(np.max(ends - np.arange(lo, lo + len(part)))))
+        gaps = np.diff(t[lo:lo + SLICE + 1])
+        gap_sq += float(np.dot(gaps, gaps))
+    mean_gap = span / (n - 1)
+    cv = math.sqrt(max(gap_sq / (n - 1) - mean_gap**2, 0.0)) / mean_gap if n > 10 else None
+    return Arrivals(requests=n, span_s=span, mean_rate=(n - 1) / span, peak_rate=max(most / window, (n - 1) / span),
+                    peak_window_s=window, burstiness=1 / cv**2 if cv else None, gap_cv=cv)
 
 
 class Profiler:
