@@ -210,3 +210,23 @@ def test_a_real_tokenizer_counts_the_prompts_tokens(tmp_path: Path) -> None:
     assert profile["length_unit"] == "tokens" and profile["prompt_tokens"]["p50"] == counts[10]
     bad = analyze(str(tmp_path / "log.jsonl"), "--tokenizer", str(tmp_path))
     assert bad.returncode == 2 and "--tokenizer" in bad.stderr
+
+
+def test_openai_batch_files_are_read_alone_and_joined(tmp_path: Path) -> None:
+    """The Batch API's input lines carry the request; joined with the output lines on custom_id (as the
+    README's jq line does), the responses' usage too. An output line alone is a response without its request."""
+    inputs = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+               "body": {"model": "m", "temperature": 0.2, "messages": [{"role": "user", "content": f"q {i}"}]}}
+              for i in range(12)]
+    outputs = [{"id": f"b{i}", "custom_id": f"r{i}", "response": {"status_code": 200, "body": {
+        "choices": [{"message": {"content": "def f():\n    return 1\n"}}], "usage": {"completion_tokens": 10 + i}}}}
+               for i in range(12)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in inputs))
+    (tmp_path / "out.jsonl").write_text("".join(json.dumps(r) + "\n" for r in outputs))
+    (tmp_path / "joined.jsonl").write_text("".join(json.dumps(a | b) + "\n" for a, b in zip(inputs, outputs)))
+    alone = profile_of(tmp_path / "in.jsonl")
+    assert alone.requests == 12 and alone.temperature.mix == [(0.2, 1.0)] and alone.output_tokens is None
+    joined = profile_of(tmp_path / "joined.jsonl")
+    assert joined.output_tokens.p50 == pytest.approx(15.5) and joined.structured_share == 1.0
+    responses = profile_of(tmp_path / "out.jsonl")
+    assert responses.requests == 0 and responses.bad_lines == 12 and "custom_id" in responses.bad_examples[0][1]
