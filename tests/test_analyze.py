@@ -187,13 +187,16 @@ def test_sharegpt_files_and_run_directories_are_read(tmp_path: Path) -> None:
     prof = p.profile()
     assert prof.requests == 50 and prof.temperature.unset == 50   # ShareGPT keeps no temperature
     assert any("no temperature" in r for r in recommend(prof).reasons)
-    fixture = Path(__file__).parent / "fixtures"
-    runs = [d for d in fixture.rglob("requests.jsonl")]
-    if runs:
-        p = Profiler("run", "specwise-run")
-        for item in read_log(runs[0].parent):
-            p.add(item)
-        assert p.profile().requests > 0
+    run = next((Path(__file__).parent / "fixtures").rglob("requests.jsonl")).parent
+    records = [json.loads(line) for line in (run / "requests.jsonl").read_text().splitlines() if line.strip()]
+    measured = [r for r in records if not r["warmup"] and not r["error"]]
+    p = Profiler("run", "specwise-run")
+    for item in read_log(run):
+        p.add(item)
+    prof = p.profile()
+    assert prof.requests == len(measured) and prof.bad_lines == 0
+    assert dict(prof.temperature.mix) == pytest.approx(
+        {t: sum(r["temperature"] == t for r in measured) / len(measured) for t in {r["temperature"] for r in measured}})
 
 
 def test_a_real_tokenizer_counts_the_prompts_tokens(tmp_path: Path) -> None:
@@ -230,3 +233,23 @@ def test_openai_batch_files_are_read_alone_and_joined(tmp_path: Path) -> None:
     assert joined.output_tokens.p50 == pytest.approx(15.5) and joined.structured_share == 1.0
     responses = profile_of(tmp_path / "out.jsonl")
     assert responses.requests == 0 and responses.bad_lines == 12 and "custom_id" in responses.bad_examples[0][1]
+
+
+def test_a_replay_sends_each_logged_prompt_at_the_temperature_it_was_logged_at(tmp_path: Path) -> None:
+    import itertools
+
+    from specwise.workload import request_plan
+
+    write_log(tmp_path / "log.jsonl", [("code", 0.2, 90), ("chat", 1.0, 45), ("summarization", 0.0, 15)])
+    out = analyze(str(tmp_path / "log.jsonl"), "--emit-workload", str(tmp_path / "w.json"), "--samples", "60",
+                  "--include-samples")
+    assert out.returncode == 0, out.stderr
+    prompts = load_dataset(str(tmp_path / "w.json"))
+    by_temp = {t: sum(p.temperature == t for p in prompts) for t in (0.0, 0.2, 1.0)}
+    assert by_temp == {0.0: 6, 0.2: 36, 1.0: 18}   # the sample is stratified by temperature, like the log
+    mix = parse_temperature_mix(json.loads((tmp_path / "w.json").read_text())["temperatures"])
+    plan = list(itertools.islice(request_plan(prompts, mix, seed=4), 120))
+    assert all(p.prompt.temperature == p.temperature for p in plan)
+    assert {t: sum(p.temperature == t for p in plan) for t in (0.0, 0.2, 1.0)} == {0.0: 12, 0.2: 72, 1.0: 36}
+    code = {p.id for p in prompts if p.text.startswith("Write a function")}
+    assert code and all(p.temperature == 0.2 for p in plan if p.prompt.id in code)

@@ -27,6 +27,7 @@ class Prompt:
     id: str
     text: str
     max_tokens: int | None = None   # this request's output length (a replayed log's); None: the run's
+    temperature: float | None = None   # the temperature a logged request was sent at: replayed only at it
 
 
 @cache

@@ -42,6 +42,8 @@ class WorkloadRequest(BaseModel):
     id: str
     prompt: str
     max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+    temperature: float | None = Field(None, ge=0, le=100, description="the temperature it was sent at: a replay "
+                                      "draws this request only for that temperature")
     synthetic: bool = Field(description="a stand-in of the logged prompt's length, not its text")
 
 
@@ -58,7 +60,7 @@ class WorkloadFile(BaseModel):
     requests: list[WorkloadRequest] = Field(min_length=1)
 
     def prompts(self) -> tuple[Prompt, ...]:
-        return tuple(Prompt(r.id, r.prompt, r.max_tokens) for r in self.requests)
+        return tuple(Prompt(r.id, r.prompt, r.max_tokens, r.temperature) for r in self.requests)
 
 
 def _filler(chars: int, corpus: itertools.cycle) -> str:
@@ -77,13 +79,14 @@ def build_workload(profile: TrafficProfile, name: str) -> WorkloadFile:
         raise SpecwiseError("LOG", "holds no request to sample", "give a log with at least one readable request")
     corpus = itertools.cycle(load_prompt_set("open"))
     requests = []
-    for i, (chars, tokens, out) in enumerate(zip(samples.prompt_chars, samples.prompt_tokens, samples.output_tokens)):
+    for i, (chars, tokens, out, temperature) in enumerate(zip(samples.prompt_chars, samples.prompt_tokens,
+                                                              samples.output_tokens, samples.temperatures)):
         text = samples.prompts[i] if samples.prompts is not None else None
         if text is None:
             length = chars or (round(tokens * CHARS_PER_TOKEN) if tokens is not None else DEFAULT_PROMPT_CHARS)
             text = _filler(length, corpus)
         requests.append(WorkloadRequest(id=f"log-{i}", prompt=text, max_tokens=min(out, MAX_OUTPUT_TOKENS) if out
-                                        else None, synthetic=samples.prompts is None))
+                                        else None, temperature=temperature, synthetic=samples.prompts is None))
     a = profile.arrivals
     outs = sorted(o for o in samples.output_tokens if o)
     return WorkloadFile(

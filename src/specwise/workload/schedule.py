@@ -62,26 +62,36 @@ class LoadShape:
 def request_plan(prompts: Sequence[Prompt], mix: Sequence[tuple[float, float]], seed: int,
                  warmup: int = 0) -> Iterator[Planned]:
     """The run's request sequence: the same seed gives the same prompts, temperatures and sampling seeds. The
-    temperatures follow the mix by quota (largest deficit first, ties drawn), the prompts a shuffle."""
+    temperatures follow the mix by quota (largest deficit first, ties drawn), the prompts a shuffle — each
+    temperature's own prompts when the prompts carry the temperature they were logged at (a replayed log:
+    code sent at 0.2 is not replayed at 1.0)."""
     rng = random.Random(seed)
     temps = [t for t, _ in mix]
     total = sum(w for _, w in mix)
     shares = [w / total for _, w in mix]
     counts = [0] * len(temps)
-    order = list(range(len(prompts)))
+    everyone = list(range(len(prompts)))
+    pools = {n: everyone for n in range(len(temps))}
+    if any(p.temperature is not None for p in prompts):
+        for n, t in enumerate(temps):
+            # A temperature the log never had (--temperatures given over a workload) draws from every prompt.
+            pools[n] = [j for j, p in enumerate(prompts) if p.temperature is not None
+                        and round(p.temperature, 4) == round(t, 4)] or everyone
+    orders: dict[int, list[int]] = {}
     i = 0
     while True:
-        rng.shuffle(order)
-        for j in order:
-            # Stratified, not drawn: every prefix of the sequence holds each temperature within one request of
-            # its share, so repetitions and short cells do not differ by how many requests each class got (a
-            # multinomial draw of 16 requests over three temperatures often gives one of them 2 or 9).
-            deficits = [(i + 1) * share - count for share, count in zip(shares, counts)]
-            top = max(deficits)
-            pick = rng.choice([n for n, d in enumerate(deficits) if d >= top - 1e-9])
-            counts[pick] += 1
-            yield Planned(i, prompts[j], temps[pick], i < warmup, rng.randrange(2**31))
-            i += 1
+        # Stratified, not drawn: every prefix of the sequence holds each temperature within one request of its
+        # share, so repetitions and short cells do not differ by how many requests each class got (a
+        # multinomial draw of 16 requests over three temperatures often gives one of them 2 or 9).
+        deficits = [(i + 1) * share - count for share, count in zip(shares, counts)]
+        top = max(deficits)
+        pick = rng.choice([n for n, d in enumerate(deficits) if d >= top - 1e-9])
+        counts[pick] += 1
+        pool = id(pools[pick])
+        if not orders.get(pool):   # each pool's prompts in a fresh shuffle, round after round
+            orders[pool] = rng.sample(pools[pick], len(pools[pick]))[::-1]
+        yield Planned(i, prompts[orders[pool].pop()], temps[pick], i < warmup, rng.randrange(2**31))
+        i += 1
 
 
 def arrival_offsets(rate: float, arrivals: str, burstiness: float, seed: int) -> Iterator[float]:

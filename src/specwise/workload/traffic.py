@@ -249,7 +249,10 @@ class Profiler:
                                  "ttft_share"), 10)}
         self.structured = self.judged = 0
         self.times = array("d")   # 8 bytes a request: the one part that grows with the log (1 GB ≈ 1M requests)
-        self.sample = Reservoir(samples, 99) if samples else None
+        # A reservoir per temperature: the workload keeps each sampled prompt with the temperature it was sent
+        # at (acceptance depends on both), and every temperature of the mix gets prompts of its own.
+        self.samples = samples
+        self.sample: dict[float, Reservoir] = {}
 
     def add(self, item: Observed | BadLine) -> None:
         self.lines = max(self.lines, item.line)
@@ -300,9 +303,20 @@ class Profiler:
             cls.output_tokens.add(output_tokens)
         cls.structured += structured
         cls.judged += judged
-        if self.sample is not None:
-            self.sample.add((len(item.prompt or ""), prompt_tokens, output_tokens or _estimated(item.output),
-                             item.temperature, item.prompt if self.include_text else None))
+        if self.samples:
+            self.sample.setdefault(t, Reservoir(self.samples, 99 + len(self.sample))).add(
+                (len(item.prompt or ""), prompt_tokens, output_tokens or _estimated(item.output), t,
+                 item.prompt if self.include_text else None))
+
+    def _sampled(self) -> list[tuple]:
+        """`samples` requests in all, each temperature's share of them (at least one), drawn from its reservoir
+        in a seeded shuffle (a reservoir's first items are the log's first requests until it fills)."""
+        rng, rows = random.Random(7), []
+        for t, reservoir in sorted(self.sample.items()):
+            items = list(reservoir.items)
+            rng.shuffle(items)
+            rows += items[:max(1, round(self.samples * self.temps[t] / self.requests))]
+        return rows
 
     def _dist(self, name: str) -> Distribution | None:
         r = self.dists[name]
@@ -320,8 +334,8 @@ class Profiler:
                                         output_tokens=Distribution.of(c.output_tokens.items, c.output_tokens.seen)))
         ttft = self._dist("ttft_share")
         samples = None
-        if self.sample is not None and self.sample.items:
-            rows = self.sample.items
+        if self.sample:
+            rows = self._sampled()
             samples = Samples(prompt_chars=[r[0] for r in rows], prompt_tokens=[r[1] for r in rows],
                               output_tokens=[r[2] for r in rows], temperatures=[r[3] for r in rows],
                               prompts=[r[4] for r in rows] if self.include_text else None)
