@@ -253,3 +253,103 @@ def test_a_replay_sends_each_logged_prompt_at_the_temperature_it_was_logged_at(t
     assert {t: sum(p.temperature == t for p in plan) for t in (0.0, 0.2, 1.0)} == {0.0: 12, 0.2: 72, 1.0: 36}
     code = {p.id for p in prompts if p.text.startswith("Write a function")}
     assert code and all(p.temperature == 0.2 for p in plan if p.prompt.id in code)
+
+
+def _lines(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_hostile_fields_are_bad_lines_not_crashes(tmp_path: Path) -> None:
+    good = {"request": {"prompt": "p", "temperature": 0}}
+    huge = "1" + "0" * 400
+    rows = [good, f'{{"request": {{"prompt": "x", "temperature": 0}}, "timestamp": {huge}, "latency_ms": {huge}}}',
+            f'{{"request": {{"prompt": "x", "temperature": {huge}}}}}',
+            '{"request": {"prompt": "x", "temperature": NaN}}', "[" * 100_000 + "]" * 100_000,
+            {"request": {"prompt": "x", "temperature": "0.7"}},
+            {"request": {"prompt": "x"}, "response": {"usage": {"completion_tokens": 10**30}}}]
+    out = analyze(str(_lines(tmp_path / "log.jsonl", rows)), "--json")
+    assert out.returncode == 0, out.stderr
+    profile = json.loads(out.stdout)["profile"]
+    assert profile["requests"] == 3 and profile["bad_lines"] == 4 and profile["output_tokens"] is None
+    assert "0.7" not in json.dumps(profile["bad_examples"])   # the log's value is not quoted back
+
+
+def test_hostile_run_directory_records_are_bad_lines(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    ok = {"temperature": 0.5, "sent_s": 1.0, "scheduled_s": 1.0, "end_s": 2.0, "chunk_s": [1.1], "output_tokens": 9}
+    _lines(run / "requests.jsonl", [ok, [1, 2], ok | {"temperature": float("nan")}, ok | {"temperature": 1e308},
+                                    ok | {"sent_s": "soon"}, ok | {"output_tokens": 10**400}])
+    out = analyze(str(run), "--json", "--include-samples", "--emit-workload", str(tmp_path / "w.json"))
+    assert out.returncode == 0, out.stderr
+    profile = json.loads(out.stdout)["profile"]
+    assert profile["requests"] == 2 and profile["bad_lines"] == 4
+    # No text in a run directory: the workload's prompts are stand-ins, and say so.
+    assert all(r["synthetic"] for r in json.loads((tmp_path / "w.json").read_text())["requests"])
+
+
+def test_emitted_files_load_for_rare_many_and_sparse_temperatures(tmp_path: Path) -> None:
+    from specwise.experiment.config import load_config
+    from specwise.workload import load_workload
+
+    rare = [{"request": {"prompt": "p", "temperature": 0}}] * 3000 + [{"request": {"prompt": "q", "temperature": 0.3}}]
+    many = [{"request": {"prompt": "p", "temperature": round(0.05 * i, 2)}} for i in range(70) for _ in range(2)]
+    sparse = [{"request": {"prompt": "p", "temperature": 0.2}, "timestamp": 1.7e9 + 12_000 * i} for i in range(50)]
+    for name, rows in (("rare", rare), ("many", many), ("sparse", sparse)):
+        log = _lines(tmp_path / f"{name}.jsonl", rows)
+        w, e = tmp_path / f"{name}.json", tmp_path / f"{name}.yaml"
+        out = analyze(str(log), "--emit-workload", str(w), "--emit-experiment", str(e))
+        assert out.returncode == 0, (name, out.stderr)
+        workload = load_workload(w)
+        assert len(load_dataset(str(w))) >= 1 and load_config(e).workloads[0].temperatures == workload.temperatures
+        if name == "rare":
+            assert workload.temperatures == "0:3000,0.3:1"
+        if name == "many":
+            assert len(workload.temperatures.split(",")) == 64
+        if name == "sparse":   # one request in 12 000 s: no rate to replay, the usual concurrency sweep instead
+            assert workload.arrivals is None and load_config(e).loads.unit == "concurrency"
+
+
+def test_band_edges_median_and_spread_agree(tmp_path: Path) -> None:
+    log = _lines(tmp_path / "log.jsonl", [{"request": {"prompt": "p", "temperature": 0.72}}] * 50)
+    p = profile_of(log)
+    assert [c.name for c in p.classes] == ["0.5 < T ≤ 0.7"] and p.temperature.median == 0.7
+    counts = [(0.0, 1), (0.1, 5), (1.0, 114)]   # exactly 5 % at or below 0.1
+    log = _lines(tmp_path / "s.jsonl", [{"request": {"prompt": "p", "temperature": t}} for t, n in counts
+                                        for _ in range(n)])
+    assert profile_of(log).temperature.spread == pytest.approx(0.9)
+
+
+def test_flat_records_keep_their_timings_and_coarse_clocks_give_no_burstiness(tmp_path: Path) -> None:
+    import random
+
+    rng, t, rows = random.Random(1), 1.7e9, []
+    for _ in range(400):
+        t += rng.expovariate(10.0)
+        rows.append({"prompt": "p", "temperature": 0, "timestamp": t, "ttft_ms": 100, "latency_ms": 200})
+    fine = profile_of(_lines(tmp_path / "fine.jsonl", rows))
+    assert fine.latency is not None and fine.arrivals.burstiness == pytest.approx(1.0, rel=0.25)
+    coarse = profile_of(_lines(tmp_path / "coarse.jsonl", [r | {"timestamp": int(r["timestamp"])} for r in rows]))
+    assert coarse.arrivals.coarse_times and coarse.arrivals.burstiness is None
+    assert coarse.arrivals.mean_rate == pytest.approx(fine.arrivals.mean_rate, rel=0.1)
+
+
+def test_prose_with_a_colon_is_not_code_and_a_bom_is_read() -> None:
+    from specwise.workload.traffic import is_structured
+
+    assert not is_structured("Sure! Here is how:\n1. Open the box.\n2. Take it out.")
+    assert is_structured("int main() {\n  return 0;\n}")
+
+
+def test_a_sharegpt_file_with_a_bom_and_a_log_named_like_yaml(tmp_path: Path) -> None:
+    convs = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": "a b c d"}]}
+             for i in range(5)]
+    (tmp_path / "sg.json").write_text("\ufeff" + json.dumps(convs, indent=2), encoding="utf-8")
+    out = analyze(str(tmp_path / "sg.json"), "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["profile"]["requests"] == 5, out.stderr
+    log = _lines(tmp_path / "x\nrepetitions: 9\n#.jsonl", [{"request": {"prompt": "p", "temperature": 0}}] * 5)
+    out = analyze(str(log), "--emit-workload", str(tmp_path / "w.json"), "--emit-experiment", str(tmp_path / "e.yaml"))
+    assert out.returncode == 0, out.stderr
+    from specwise.experiment.config import load_config
+    assert load_config(tmp_path / "e.yaml").repetitions == 2

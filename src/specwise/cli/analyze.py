@@ -86,22 +86,32 @@ def analyze(
     if emit_workload is not None:
         workload = build_workload(profile, re.sub(r"[^A-Za-z0-9_.-]", "-", log.stem or "traffic").strip("-.")
                                   or "traffic")
-        write_workload(workload, emit_workload)
-        written.append(f"workload: {emit_workload} ({len(workload.requests)} requests"
-                       f"{', prompt text included' if include_samples else ', stand-in prompts of the logged lengths'}"
-                       f"); replay: specwise bench --url URL --workload {emit_workload} --requests N")
+        experiment = None
         if emit_experiment is not None:
             import yaml
 
             from specwise.experiment.config import parse_config
             from specwise.experiment.emit import experiment_for
 
-            data = experiment_for(workload, str(emit_workload.resolve()), advice)
-            text = yaml.safe_dump(data, sort_keys=False)
-            parse_config(text, "the emitted experiment")   # what is written is a valid experiment
-            emit_experiment.write_text(f"# Written by specwise analyze from {log.name}: {advice.headline}.\n"
-                                       "# Launches the embedded pair; for your own servers replace `launch:` by "
-                                       "`url:` (see README).\n" + text)
+            # The log's name and the headline are the log's words: one line each, in a comment.
+            source, headline = " ".join(log.name.split()), " ".join(advice.headline.split())
+            experiment = (f"# Written by specwise analyze from {source}: {headline}.\n# Launches the embedded "
+                          "pair; for your own servers replace `launch:` by `url:` (see README).\n"
+                          + yaml.safe_dump(experiment_for(workload, str(emit_workload.resolve()), advice),
+                                           sort_keys=False))
+        # Both files are checked before either is written: a workload whose experiment cannot run is not left.
+        write_workload(workload, emit_workload)
+        if experiment is not None:
+            try:
+                parse_config(experiment, "the emitted experiment")
+            except SpecwiseError:
+                emit_workload.unlink()
+                raise
+            emit_experiment.write_text(experiment)
+        written.append(f"workload: {emit_workload} ({len(workload.requests)} requests"
+                       f"{', prompt text included' if include_samples else ', stand-in prompts of the logged lengths'}"
+                       f"); replay: specwise bench --url URL --workload {emit_workload} --requests N")
+        if experiment is not None:
             written.append(f"experiment: {emit_experiment}; run: specwise run {emit_experiment}")
     if as_json:
         dump = profile.model_dump(mode="json", exclude={"samples"} if not include_samples else None)

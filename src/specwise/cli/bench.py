@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # the load generator's modules (httpx, numpy) load only when 
     from specwise.results import Manifest, RequestRecord
 
 EXIT_SERVER_DIED = 3    # the server stopped accepting connections: the run is kept, marked incomplete
-EXIT_TERMINATED = 143   # SIGTERM, as a shell reports it; finished work is kept as for Ctrl-C
+EXIT_TERMINATED = 143
+DEFAULT_MAX_TOKENS = 128   # SIGTERM, as a shell reports it; finished work is kept as for Ctrl-C
 
 
 def _slos(ttft: float | None, tpot: float | None, e2e: float | None) -> dict[str, float]:
@@ -51,7 +52,9 @@ def bench(
     warmup: int = typer.Option(0, "--warmup", help="Requests sent first and left out of the results."),
     max_in_flight: Optional[int] = typer.Option(None, "--max-in-flight", help="With --rate: cap on requests in "
                                                 "flight (later sends wait; their lag is recorded)."),
-    max_tokens: int = typer.Option(128, "--max-tokens", help="Output tokens per request."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Output tokens per request (default 128); "
+                                             "with --workload, a cap on each request's logged length (default: "
+                                             "none)."),
     ignore_eos: bool = typer.Option(True, "--ignore-eos/--stop-at-eos", help="Ask for exactly --max-tokens "
                                     "(vLLM's ignore_eos) or let the model stop."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Temperature mix TEMP:WEIGHT,…, e.g. "
@@ -101,7 +104,8 @@ def bench(
     if arrivals not in ("poisson", "constant"):
         raise SpecwiseError("--arrivals", f"unknown arrival process {shown(arrivals)}", "use poisson or constant")
     check_url(url)
-    check_number("--max-tokens", max_tokens, 1, MAX_REQUESTS, "e.g. 128")
+    if max_tokens is not None:
+        check_number("--max-tokens", max_tokens, 1, MAX_REQUESTS, "e.g. 128")
     if k is not None:
         check_number("--k", k, 1, 64, "e.g. 4")
     # A scrape takes a request and a parse of the server's whole /metrics page: more often starves the load.
@@ -113,13 +117,14 @@ def bench(
 
         replay = load_workload(workload)
         dataset, temperatures = str(workload), temperatures or replay.temperatures
+        max_tokens = max_tokens or max((r.max_tokens or DEFAULT_MAX_TOKENS for r in replay.requests))
         if concurrency is None and rate is None and replay.arrivals is not None:
             rate = replay.arrivals.rate
             if replay.arrivals.burstiness is not None and burstiness == 1.0:
                 burstiness = min(max(replay.arrivals.burstiness, BURSTINESS[0]), BURSTINESS[1])
     config = BenchConfig(url=url, api=api, model=model, concurrency=concurrency, rate=rate, arrivals=arrivals,
                          burstiness=burstiness, requests=requests, duration_s=duration, warmup=warmup,
-                         max_in_flight=max_in_flight, max_tokens=max_tokens, ignore_eos=ignore_eos,
+                         max_in_flight=max_in_flight, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, ignore_eos=ignore_eos,
                          temperatures=temperatures or "0", dataset=dataset, k=k, seed=seed, request_seeds=request_seeds,
                          scrape_interval_s=scrape_interval,
                          stall_timeout_s=timeout, request_timeout_s=request_timeout,

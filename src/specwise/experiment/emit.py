@@ -31,6 +31,7 @@ def experiment_for(workload: WorkloadFile, workload_path: str, recommendation: R
                        "requests": max(32, REQUESTS_PER_CLASS * min(classes, MAX_CLASSES_SIZED))}],
         "loads": {unit: levels if unit == "rate" else [int(v) for v in levels]},
         "warmup": 2,
-        "max_tokens": outs[len(outs) // 2] if outs else 64,
+        # Each replayed request asks for its own logged length; this is the cap over them all.
+        "max_tokens": max(2, outs[-1]) if outs else 64,
         "repetitions": 2,
     }

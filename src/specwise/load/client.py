@@ -112,7 +112,8 @@ async def send(session: aiohttp.ClientSession, endpoint: Endpoint, planned: Plan
     short restart of the server costs latency, not the request); `sent_s` is the send
     of the try that got through. `endpoint.request_timeout_s` bounds the whole request.
     """
-    max_tokens = planned.prompt.max_tokens or max_tokens   # a replayed log asks for each request's own length
+    # A replayed log asks for each request's own length, under the run's cap.
+    max_tokens = min(planned.prompt.max_tokens or max_tokens, max_tokens)
     stream = Stream(endpoint.api, clock=lambda: time.perf_counter() - zero, max_tokens=max_tokens, texts=text_out)
     fields: dict[str, Any] = {}
     body = request_body(endpoint.model, endpoint.api, planned, max_tokens, ignore_eos, endpoint.request_seeds)
@@ -150,7 +151,7 @@ async def send(session: aiohttp.ClientSession, endpoint: Endpoint, planned: Plan
     end = time.perf_counter() - zero
     return RequestRecord(index=planned.index, warmup=planned.warmup, prompt_id=planned.prompt.id,
                          temperature=planned.temperature, scheduled_s=scheduled_s, sent_s=sent, end_s=end,
-                         connect_retries=retries, max_tokens=planned.prompt.max_tokens,
+                         connect_retries=retries, max_tokens=max_tokens if planned.prompt.max_tokens else None,
                          **stream.record_fields(endpoint.k), **fields)
 
 

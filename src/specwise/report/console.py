@@ -287,7 +287,8 @@ def render_traffic(p: TrafficProfile, advice: Recommendation, console: Console) 
         table.add_row("arrivals", f"mean {a.mean_rate:.3g} req/s, peak {a.peak_rate:.3g} req/s (busiest "
                       f"{a.peak_window_s:.0f} s), over {a.span_s:.0f} s" + (
                           f"; burstiness {a.burstiness:.2g} (gamma shape: 1 Poisson, < 1 burstier)"
-                          if a.burstiness is not None else ""))
+                          if a.burstiness is not None else
+                          "; burstiness unknown: the log's clock is too coarse for the gaps" if a.coarse_times else ""))
     if p.latency is not None:
         table.add_row("latency", f"{p.latency.dominated_by.upper()}-bound: TTFT is "
                       f"{_dist(p.latency.ttft_share, '{:.0%}')} of end-to-end")

@@ -66,7 +66,7 @@ def detect_format(path: Path) -> str:
         raise SpecwiseError("LOG", f"no file or directory named {shown(str(path))}",
                             "give a JSONL request log, a ShareGPT JSON file or a specwise run directory")
     with path.open("rb") as f:
-        head = f.read(4096).lstrip()
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     return "sharegpt" if head.startswith(b"[") else "jsonl"
 
 
@@ -86,6 +86,9 @@ def read_log(path: Path, fmt: str | None = None) -> Iterator[Observed | BadLine]
                 row = json.loads(line)
             except ValueError as exc:
                 yield BadLine(n, f"not JSON ({str(exc)[:60]})")
+                continue
+            except RecursionError:
+                yield BadLine(n, "nested too deeply")
                 continue
             yield _parse(row, n)
 
@@ -114,7 +117,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes | BadLine]]:
 def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
     """The items of a top-level JSON array, one at a time (numbered from 1): a ShareGPT file of any size."""
     decoder = json.JSONDecoder()
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
         buf, pos, n, started = "", 0, 0, False
         eof = False
         while True:
@@ -130,6 +133,10 @@ def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
             if pos < len(buf):
                 try:
                     item, end = decoder.raw_decode(buf, pos)
+                except RecursionError:
+                    n += 1
+                    yield n, BadLine(n, "an item nested too deeply (the rest of the file is skipped)")
+                    return
                 except ValueError:
                     if eof or len(buf) - pos > MAX_LINE_BYTES:
                         n += 1
@@ -151,6 +158,9 @@ def _run_dir(path: Path) -> Iterator[Observed | BadLine]:
     files = sorted(path.rglob("requests.jsonl"))
     if not files:
         raise SpecwiseError("LOG", f"{path} holds no requests.jsonl", "give a directory written by specwise bench/run")
+    # Each run's send times start at its own zero: pooled, the runs would lie on top of each other, so an
+    # experiment's many cells give no arrival profile (and a closed loop's sends are its server's pace anyway).
+    timed = len(files) == 1
     n = 0
     for file in files:
         for _, line in _lines(file):
@@ -160,15 +170,22 @@ def _run_dir(path: Path) -> Iterator[Observed | BadLine]:
                 continue
             try:
                 row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise TypeError("not an object")
                 if row.get("warmup") or row.get("error"):
                     continue
+                temperature, sent, end = _temperature(row.get("temperature")), _number(row["sent_s"]), \
+                    _number(row.get("end_s"))
                 chunks = row.get("chunk_s") or []
-                sent = float(row["sent_s"])
-                yield Observed(line=n, temperature=float(row["temperature"]), temperature_set=True,
-                               output_tokens=_count(row.get("output_tokens")), arrival_s=float(row["scheduled_s"]),
-                               ttft_ms=(chunks[0] - sent) * 1000 if chunks else None,
-                               e2e_ms=(float(row["end_s"]) - sent) * 1000 if row.get("end_s") else None)
-            except (ValueError, TypeError, KeyError) as exc:
+                first = _number(chunks[0]) if isinstance(chunks, list) and chunks else None
+                if temperature is None or sent is None:
+                    raise ValueError("temperature or sent_s")
+                yield Observed(line=n, temperature=temperature, temperature_set=True,
+                               output_tokens=_count(row.get("output_tokens")),
+                               arrival_s=_number(row.get("scheduled_s")) if timed else None,
+                               ttft_ms=(first - sent) * 1000 if first is not None else None,
+                               e2e_ms=(end - sent) * 1000 if end is not None else None)
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 yield BadLine(n, f"not a specwise request record ({type(exc).__name__})")
 
 
@@ -193,19 +210,20 @@ def _parse(row: Any, n: int) -> Observed | BadLine:
     if prompt is None:
         return BadLine(n, "no prompt or messages" + (" (a response alone: join it with its request, e.g. a batch "
                                                       "output with its input by custom_id)" if response else ""))
-    temperature = request.get("temperature")
-    if temperature is not None and not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-                                        and 0 <= temperature <= 100):
-        return BadLine(n, f"temperature {str(temperature)[:20]!r} is not a number in [0, 100]")
+    raw = request.get("temperature")
+    temperature = _temperature(raw)
+    if raw is not None and temperature is None:
+        # The value itself is not shown: it is the log's content.
+        return BadLine(n, f"temperature is a {type(raw).__name__}, not a number in [0, 100]")
     output, usage = _response(response)
-    timing = row if request is not row else {}
+    timing = row
     start = _time(next((timing[k] for k in TIME_KEYS if k in timing), None))
     end = _time(timing.get("end_time") or timing.get("endTime"))
     e2e = _ms(timing, E2E_KEYS)
     if e2e is None and start is not None and end is not None and end >= start:
         e2e = (end - start) * 1000
     return Observed(
-        line=n, temperature=float(temperature) if temperature is not None else DEFAULT_TEMPERATURE,
+        line=n, temperature=temperature if temperature is not None else DEFAULT_TEMPERATURE,
         temperature_set=temperature is not None, prompt=prompt, output=output,
         prompt_tokens=_count(usage.get("prompt_tokens")), output_tokens=_count(usage.get("completion_tokens")),
         arrival_s=start, ttft_ms=_ms(timing, TTFT_KEYS), e2e_ms=e2e, structured_request=_structured(request))
@@ -218,9 +236,9 @@ def _sharegpt(row: dict, n: int) -> Observed | BadLine:
         return BadLine(n, "a conversation without a human turn")
     reply = next((t["value"] for t in turns[human + 1:] if t.get("from") in ("gpt", "assistant", "chatgpt", "bard")),
                  None)
-    temperature = row.get("temperature")
-    ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and 0 <= temperature <= 100
-    return Observed(line=n, temperature=float(temperature) if ok else DEFAULT_TEMPERATURE, temperature_set=ok,
+    temperature = _temperature(row.get("temperature"))
+    ok = temperature is not None
+    return Observed(line=n, temperature=temperature if ok else DEFAULT_TEMPERATURE, temperature_set=ok,
                     prompt=turns[human]["value"], output=reply)
 
 
@@ -264,26 +282,44 @@ def _structured(request: dict) -> bool:
                                         "structured_outputs"))
 
 
+MAX_COUNT = 10**12    # tokens in one request: past it, a corrupt field, not a count
+MAX_NUMBER = 1e18     # JSON integers can have thousands of digits; float() of those overflows
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number as a float; None for anything else (strings, booleans, NaN, 400-digit integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and abs(value) > MAX_NUMBER:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _temperature(value: Any) -> float | None:
+    t = _number(value)
+    return t if t is not None and 0 <= t <= 100 else None
+
+
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT else None
 
 
 def _ms(row: dict, keys: dict[str, float]) -> float | None:
     for key, scale in keys.items():
-        value = row.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-            return float(value) * scale
+        value = _number(row.get(key))
+        if value is not None and value >= 0:
+            return value * scale
     return None
 
 
 def _time(value: Any) -> float | None:
     """Epoch seconds from seconds, milliseconds or nanoseconds (told apart by size) or an ISO 8601 string."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+    number = _number(value)
+    if number is not None and number > 0:
         for scale in (1.0, 1e3, 1e6, 1e9):
-            if value / scale < 1e10:     # year 2286 in seconds: anything larger is a finer unit
-                return value / scale
+            if number / scale < 1e10:     # year 2286 in seconds: anything larger is a finer unit
+                return number / scale
         return None
     if isinstance(value, str):
         try:

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specwise.errors import SpecwiseError, read_text, validation_error
 from specwise.workload.datasets import Prompt, load_prompt_set
-from specwise.workload.mix import parse_temperature_mix
+from specwise.workload.mix import MAX_MIX_ENTRIES, parse_temperature_mix
+from specwise.workload.schedule import MIN_RATE
 from specwise.workload.traffic import CHARS_PER_TOKEN, TrafficProfile
 
 KIND = "specwise-workload"
@@ -78,24 +79,43 @@ def build_workload(profile: TrafficProfile, name: str) -> WorkloadFile:
     if samples is None or profile.temperature is None:
         raise SpecwiseError("LOG", "holds no request to sample", "give a log with at least one readable request")
     corpus = itertools.cycle(load_prompt_set("open"))
+    mix, nearest = _replayable_mix(profile.temperature.mix, profile.temperature.counts)
     requests = []
     for i, (chars, tokens, out, temperature) in enumerate(zip(samples.prompt_chars, samples.prompt_tokens,
                                                               samples.output_tokens, samples.temperatures)):
         text = samples.prompts[i] if samples.prompts is not None else None
+        synthetic = text is None
         if text is None:
             length = chars or (round(tokens * CHARS_PER_TOKEN) if tokens is not None else DEFAULT_PROMPT_CHARS)
             text = _filler(length, corpus)
         requests.append(WorkloadRequest(id=f"log-{i}", prompt=text, max_tokens=min(out, MAX_OUTPUT_TOKENS) if out
-                                        else None, temperature=temperature, synthetic=samples.prompts is None))
+                                        else None, temperature=nearest(temperature), synthetic=synthetic))
     a = profile.arrivals
     outs = sorted(o for o in samples.output_tokens if o)
     return WorkloadFile(
         name=name, source=Source(path=profile.source, format=profile.format, requests=profile.requests,
                                  bad_lines=profile.bad_lines),
-        temperatures=profile.temperature.mix_text,
-        arrivals=ArrivalProfile(rate=a.mean_rate, peak_rate=a.peak_rate, burstiness=a.burstiness) if a else None,
+        temperatures=mix,
+        # A log this sparse (under one request in 1000 s) gives no load to replay: the user picks one.
+        arrivals=ArrivalProfile(rate=a.mean_rate, peak_rate=a.peak_rate, burstiness=a.burstiness)
+        if a and a.mean_rate >= MIN_RATE else None,
         length_unit=profile.length_unit, output_tokens_p50=profile.output_tokens.p50 if profile.output_tokens else
         (outs[len(outs) // 2] if outs else None), requests=requests)
+
+
+def _replayable_mix(mix: list[tuple[float, float]], counts: list[int]):  # noqa: ANN202
+    """The mix as `--temperatures` text, at most MAX_MIX_ENTRIES temperatures: past that, the rarest fold into
+    their nearest kept neighbour (with their requests). Returns the text and the temperature → kept map."""
+    kept = sorted(sorted(range(len(mix)), key=lambda i: -counts[i])[:MAX_MIX_ENTRIES])
+    temps = [mix[i][0] for i in kept]
+
+    def nearest(t: float) -> float:
+        return min(temps, key=lambda u: (abs(u - t), u))
+
+    merged: dict[float, int] = {}
+    for (t, _), c in zip(mix, counts):
+        merged[nearest(t)] = merged.get(nearest(t), 0) + c
+    return ",".join(f"{t:g}:{c}" for t, c in sorted(merged.items())), nearest
 
 
 def is_workload_file(path: Path) -> bool:

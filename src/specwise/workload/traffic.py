@@ -26,11 +26,16 @@ NGRAM = 3                 # words (or tokens) per n-gram: vLLM's prompt lookup m
 RESERVOIR = 10_000        # values kept per distribution: quantiles exact up to this many requests
 TEMPERATURE_STEP = 0.05   # temperatures are bucketed to this (logs carry 0.7 and 0.70000001 alike)
 MAX_BAD_SHOWN = 20        # bad lines listed by number; the rest only counted
+COARSE_ZERO_GAPS = 0.02  # more gaps than this of exactly 0: the timestamps are too coarse for burstiness
 SLICE = 1 << 16            # send times worked through at a time
 CHARS_PER_TOKEN = 4.0     # English text, when no tokenizer or usage gives tokens (an estimate, and said so)
 _WORD = re.compile(r"\w+|[^\w\s]")
+# A line ending in ":" alone is prose as often as Python ("Here is how:"): only with an indented line after.
 _CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import|function |return |#include|public |private |"
-                        r"const |let |var |SELECT |for \(|if \(|\}|\{)|[;{}:]\s*$")
+                        r"const |let |var |SELECT |for \(|if \(|\}|\{)|[;{}]\s*$")
+# Overlap is judged on at most this many words of a prompt's end and an output's start: a pasted book in one
+# request must not take the memory its 3-gram set would.
+OVERLAP_PROMPT_WORDS, OVERLAP_OUTPUT_WORDS = 50_000, 10_000
 
 Tokenize = Callable[[str], Sequence[int | str]]
 
@@ -53,6 +58,7 @@ class Distribution(BaseModel):
 
 class TemperatureProfile(BaseModel):
     mix: list[tuple[float, float]]          # (temperature, share), buckets of TEMPERATURE_STEP
+    counts: list[int]                       # requests per entry of `mix`
     median: float
     spread: float                           # P95 − P5: a stray request does not make traffic "mixed"
     homogeneity: float                      # the largest share inside any TEMP_SPREAD-wide band
@@ -60,7 +66,8 @@ class TemperatureProfile(BaseModel):
 
     @property
     def mix_text(self) -> str:
-        return ",".join(f"{t:g}:{round(w * 100, 2):g}" for t, w in self.mix)
+        """The mix as `--temperatures` reads it: weights are the request counts (exact, never 0)."""
+        return ",".join(f"{t:g}:{c}" for (t, _), c in zip(self.mix, self.counts))
 
 
 class Arrivals(BaseModel):
@@ -69,8 +76,9 @@ class Arrivals(BaseModel):
     mean_rate: float                        # requests per second over the span
     peak_rate: float                        # the busiest window's
     peak_window_s: float
-    burstiness: float | None                # gamma shape of the gaps (1 Poisson, < 1 burstier); None: too few
+    burstiness: float | None                # gamma shape of the gaps (1 Poisson, < 1 burstier); None: unknown
     gap_cv: float | None
+    coarse_times: bool = False              # the log's clock ticks too coarsely to see gaps: no burstiness
 
 
 class Latency(BaseModel):
@@ -98,7 +106,7 @@ class Samples(BaseModel):
     prompt_tokens: list[int | None]
     output_tokens: list[int | None]
     temperatures: list[float]
-    prompts: list[str] | None = None
+    prompts: list[str | None] | None = None   # None: the log had no text for that request
 
 
 class TrafficProfile(BaseModel):
@@ -142,7 +150,7 @@ def is_structured(text: str) -> bool:
         try:
             json.loads(body)
             return True
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     lines = [line for line in body.splitlines() if line.strip()]
     return len(lines) >= 2 and sum(bool(_CODE_LINE.search(line)) for line in lines) >= len(lines) / 3
@@ -153,7 +161,8 @@ def words(text: str) -> list[str]:
 
 
 def band(temperature: float) -> str:
-    """The guide's temperature bands: ≤ 0.5 good for speculation, > 0.7 leave off, between: break-even."""
+    """The guide's temperature bands: ≤ 0.5 good for speculation, > 0.7 leave off, between: break-even
+    (given the bucketed temperature, so that a class's band and its median agree)."""
     if temperature <= TEMP_GOOD:
         return f"T ≤ {TEMP_GOOD:g}"
     return f"{TEMP_GOOD:g} < T ≤ {TEMP_OFF:g}" if temperature <= TEMP_OFF else f"T > {TEMP_OFF:g}"
@@ -197,16 +206,22 @@ def temperature_profile(temps: Counter, unset: int) -> TemperatureProfile | None
     total = sum(temps.values())
     if not total:
         return None
-    mix = sorted((t, c / total) for t, c in temps.items())
-    cum, median, low, high = 0.0, None, None, None
-    for t, w in mix:
-        cum += w
-        low = t if low is None and cum >= 0.05 else low
-        median = t if median is None and cum >= 0.5 else median
-        high = t if high is None and cum >= 0.95 - 1e-9 else high
-    assert median is not None and low is not None and high is not None
-    homogeneity = max(sum(w for u, w in mix if t <= u <= t + TEMP_SPREAD + 1e-9) for t, _ in mix)
-    return TemperatureProfile(mix=mix, median=median, spread=high - low, homogeneity=homogeneity, unset=unset)
+    rows = sorted(temps.items())
+
+    def quantile(num: int, den: int) -> float:
+        """The smallest temperature with at least num/den of the requests at or below it (integer arithmetic:
+        a share of exactly 5 % must not fall on the wrong side by a rounding error)."""
+        cum = 0
+        for t, c in rows:
+            cum += c
+            if cum * den >= num * total:
+                return t
+        return rows[-1][0]
+
+    mix = [(t, c / total) for t, c in rows]
+    homogeneity = max(sum(c for u, c in rows if t <= u <= t + TEMP_SPREAD + 1e-9) for t, _ in rows) / total
+    return TemperatureProfile(mix=mix, counts=[c for _, c in rows], median=quantile(1, 2),
+                              spread=quantile(19, 20) - quantile(1, 20), homogeneity=homogeneity, unset=unset)
 
 
 def arrivals(times: Sequence[float]) -> Arrivals | None:
@@ -220,17 +235,21 @@ def arrivals(times: Sequence[float]) -> Arrivals | None:
         return None
     # The busiest stretch of a tenth of the span, at most a minute: long enough to be a load, not a burst.
     window = min(60.0, max(span / 10, 1.0))
-    most, gap_sq = 0, 0.0
+    most, gap_sq, zero = 0, 0.0, 0
     for lo in range(0, n, SLICE):
         part = t[lo:lo + SLICE]
         ends = np.searchsorted(t, part + window, side="left")
         most = max(most, int(np.max(ends - np.arange(lo, lo + len(part)))))
         gaps = np.diff(t[lo:lo + SLICE + 1])
         gap_sq += float(np.dot(gaps, gaps))
+        zero += int(np.count_nonzero(gaps == 0))
     mean_gap = span / (n - 1)
-    cv = math.sqrt(max(gap_sq / (n - 1) - mean_gap**2, 0.0)) / mean_gap if n > 10 else None
+    # Times logged to the second (or ms at high rates) make many gaps 0 and the rest whole ticks: their spread
+    # is the clock's, not the traffic's (Poisson at 10 req/s logged to 1 s reads as shape 0.1).
+    coarse = zero > COARSE_ZERO_GAPS * (n - 1)
+    cv = math.sqrt(max(gap_sq / (n - 1) - mean_gap**2, 0.0)) / mean_gap if n > 10 and not coarse else None
     return Arrivals(requests=n, span_s=span, mean_rate=(n - 1) / span, peak_rate=max(most / window, (n - 1) / span),
-                    peak_window_s=window, burstiness=1 / cv**2 if cv else None, gap_cv=cv)
+                    peak_window_s=window, burstiness=1 / cv**2 if cv else None, gap_cv=cv, coarse_times=coarse)
 
 
 class Profiler:
@@ -281,8 +300,8 @@ class Profiler:
                 self.dists[name].add(value)
         share = None
         if item.prompt is not None and item.output is not None:
-            share = overlap(prompt_seq if prompt_seq is not None else words(item.prompt),
-                            output_seq if output_seq is not None else words(item.output))
+            share = overlap((prompt_seq if prompt_seq is not None else words(item.prompt))[-OVERLAP_PROMPT_WORDS:],
+                            (output_seq if output_seq is not None else words(item.output))[:OVERLAP_OUTPUT_WORDS])
             if share is not None:
                 self.dists["overlap"].add(share)
         structured = item.structured_request or (item.output is not None and is_structured(item.output))
@@ -293,7 +312,7 @@ class Profiler:
             self.times.append(item.arrival_s)
         if item.ttft_ms is not None and item.e2e_ms and item.e2e_ms > 0:
             self.dists["ttft_share"].add(min(item.ttft_ms / item.e2e_ms, 1.0))
-        name = band(item.temperature) + (", echoes its prompt" if share is not None and share >= NGRAM_OVERLAP else "")
+        name = band(t) + (", echoes its prompt" if share is not None and share >= NGRAM_OVERLAP else "")
         cls = self.classes.setdefault(name, _Class())
         cls.temps[t] += 1
         cls.unset += not item.temperature_set
@@ -309,13 +328,19 @@ class Profiler:
                  item.prompt if self.include_text else None))
 
     def _sampled(self) -> list[tuple]:
-        """`samples` requests in all, each temperature's share of them (at least one), drawn from its reservoir
-        in a seeded shuffle (a reservoir's first items are the log's first requests until it fills)."""
+        """About `samples` requests, each temperature's share of them by largest remainder, and at least one
+        for each (a replay needs a prompt per temperature of the mix), drawn from its reservoir in a seeded
+        shuffle (a reservoir's first items are the log's first requests until it fills)."""
+        temps = sorted(self.sample)
+        quotas = {t: self.samples * self.temps[t] / self.requests for t in temps}
+        counts = {t: int(q) for t, q in quotas.items()}
+        for t in sorted(temps, key=lambda t: counts[t] - quotas[t])[:self.samples - sum(counts.values())]:
+            counts[t] += 1
         rng, rows = random.Random(7), []
-        for t, reservoir in sorted(self.sample.items()):
-            items = list(reservoir.items)
+        for t in temps:
+            items = list(self.sample[t].items)
             rng.shuffle(items)
-            rows += items[:max(1, round(self.samples * self.temps[t] / self.requests))]
+            rows += items[:max(1, counts[t])]
         return rows
 
     def _dist(self, name: str) -> Distribution | None:
