@@ -30,18 +30,25 @@ class CostModel:
     draft_token_ms: float = 0.0
     acceptance: dict[float, float] = field(default_factory=lambda: {0.0: 0.8})   # by temperature
     change_outputs: bool = False                # emit other tokens than the baseline would (a broken candidate)
+    # vLLM's num_speculative_tokens_per_batch_size: ((first, last, k), …), k clamped to `k`; () : k always
+    k_schedule: tuple[tuple[int, int, int], ...] = ()
+
+    def k_at(self, batch: int) -> int:
+        return next((min(k, self.k) for lo, hi, k in self.k_schedule if lo <= batch <= hi),
+                    min(self.k_schedule[-1][2], self.k) if self.k_schedule else self.k)
 
     def step_s(self, batch: int) -> float:
-        verify = self.step_ms + self.token_ms * batch * (self.k + 1)
-        return (self.k * (self.draft_step_ms + self.draft_token_ms * batch) + verify) / 1e3
+        k = self.k_at(batch)
+        verify = self.step_ms + self.token_ms * batch * (k + 1)
+        return (k * (self.draft_step_ms + self.draft_token_ms * batch) + verify) / 1e3
 
-    def tokens_per_step(self, temperature: float) -> float:
-        a = self.acceptance.get(temperature, 0.0)
-        return (1 - a ** (self.k + 1)) / (1 - a) if self.k else 1.0
+    def tokens_per_step(self, temperature: float, batch: int = 1) -> float:
+        a, k = self.acceptance.get(temperature, 0.0), self.k_at(batch)
+        return (1 - a ** (k + 1)) / (1 - a) if k else 1.0
 
     def speedup(self, baseline: CostModel, batch: int, temperature: float = 0.0) -> float:
         """The expected TPOT speedup of this engine over `baseline` at a steady batch."""
-        return self.tokens_per_step(temperature) * baseline.step_s(batch) / self.step_s(batch)
+        return self.tokens_per_step(temperature, batch) * baseline.step_s(batch) / self.step_s(batch)
 
 
 @dataclass
@@ -84,17 +91,18 @@ class _Engine:
             self.batch_max = max(self.batch_max, len(batch))
             end = max(end, loop.time() - self.model.step_s(len(batch))) + self.model.step_s(len(batch))
             await asyncio.sleep(max(0.0, end - loop.time()))
+            k = self.model.k_at(len(batch))
             for seq in batch:
                 accepted = 0
-                if self.model.k and seq.emitted:  # the first token comes from the prefill
+                if k and seq.emitted:  # the first token comes from the prefill
                     alpha = self.model.acceptance.get(seq.temperature, 0.0)
-                    while accepted < self.model.k and self.rng.random() < alpha:
+                    while accepted < k and self.rng.random() < alpha:
                         self.per_pos[accepted] += 1
                         accepted += 1
-                    seq.drafted += self.model.k
+                    seq.drafted += k
                     seq.accepted += accepted
                     self.counters["drafts"] += 1
-                    self.counters["draft_tokens"] += self.model.k
+                    self.counters["draft_tokens"] += k
                     self.counters["accepted"] += accepted
                 n = min(1 + accepted, seq.remaining)
                 seq.queue.put_nowait([self.token(seq, seq.emitted + i) for i in range(n)])

@@ -1,6 +1,5 @@
 """The tune predictor on synthetic data with known answers: per-position acceptance → tokens per step for
-every k; the step-cost fit recovering the costs it was built from; predictions, the search's next runs and
-the schedule vLLM takes."""
+every k; the step-cost fit recovering the costs it was built from; the best k the predictions imply."""
 
 from __future__ import annotations
 
@@ -9,8 +8,7 @@ import random
 import pytest
 
 from specwise.plan.perf import tokens_per_step as geometric
-from specwise.tune import (StepCost, StepPoint, best_by_batch, fit_step_cost, predict, schedule, to_measure,
-                           tokens_per_step)
+from specwise.tune import StepCost, StepPoint, fit_step_cost, predict, tokens_per_step
 
 TRUE = StepCost(fixed_ms=2.0, verify_token_ms=0.1, draft_ms=0.5, draft_token_ms=0.01)
 
@@ -58,7 +56,7 @@ def test_predictions_find_the_best_k_that_the_cost_model_implies() -> None:
     positions = [alpha ** (i + 1) for i in range(6)]
     fit = fit_step_cost(_points(0.0))
     preds = predict(fit, positions, range(0, 7), [1, 4, 16, 64])
-    best = best_by_batch(preds)
+    best = {b: max((p for p in preds if p.batch == b), key=lambda p: p.speedup) for b in (1, 4, 16, 64)}
     for b, p in best.items():
         # The truth, by brute force over the same formula.
         truth = max(range(7), key=lambda k: geometric(alpha, k) * TRUE.step_ms(0, b) / TRUE.step_ms(k, b))
@@ -66,20 +64,3 @@ def test_predictions_find_the_best_k_that_the_cost_model_implies() -> None:
     # Larger batches want a smaller k: verifying k + 1 tokens per sequence costs more as the batch grows.
     ks = [best[b].k for b in sorted(best)]
     assert ks == sorted(ks, reverse=True) and ks[0] > ks[-1]
-
-
-def test_the_search_measures_only_where_the_prediction_is_unsure() -> None:
-    positions = [0.7 ** (i + 1) for i in range(6)]
-    exact = predict(fit_step_cost(_points(0.0)), positions, range(1, 7), [1, 16])
-    # Noise-free: the intervals collapse onto the points and one k is clearly best at each batch size.
-    assert to_measure(exact, set()) == []
-    noisy = predict(fit_step_cost(_points(0.08, seed=2)), positions, range(1, 7), [1, 16])
-    wanted = to_measure(noisy, set())
-    assert wanted and len(wanted) < len(noisy)
-    assert to_measure(noisy, set(wanted)) == []
-
-
-def test_the_schedule_holds_each_measured_batch_sizes_k_up_to_the_next() -> None:
-    assert schedule({1: 4, 4: 3, 16: 0}, 256) == [[1, 3, 4], [4, 15, 3], [16, 256, 0]]
-    assert schedule({1: 4, 8: 4, 32: 1}, 128) == [[1, 31, 4], [32, 128, 1]]
-    assert schedule({2: 5}, 64) == [[1, 64, 5]]

@@ -78,3 +78,7 @@ CLIENT_BUSY_WINDOW_S = 0.5
 # server's. (A hiccup or two is left out of the latencies, not taken for a limit.)
 GENERATOR_BOUND_SHARE = 0.01
 GENERATOR_BOUND_MIN = 3
+
+# `specwise tune`: a predicted speedup is trusted to no better than ± this share, however tight its bootstrap
+# interval: the step-cost model is linear in k and batch, and a CPU or GPU step is not quite.
+PREDICTION_FLOOR = 0.04

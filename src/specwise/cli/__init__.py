@@ -132,3 +132,4 @@ from specwise.cli import bench as _bench  # noqa: E402,F401
 from specwise.cli import run as _run  # noqa: E402,F401
 from specwise.cli import monitor as _monitor  # noqa: E402,F401
 from specwise.cli import analyze as _analyze  # noqa: E402,F401
+from specwise.cli import tune as _tune  # noqa: E402,F401

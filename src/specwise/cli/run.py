@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -17,8 +19,7 @@ from specwise.cli.bench import EXIT_TERMINATED
 from specwise.errors import SpecwiseError, check_out_dir
 
 if TYPE_CHECKING:
-    from specwise.experiment import ExperimentConfig
-    from specwise.experiment import Findings
+    from specwise.experiment import Events, ExperimentConfig, Findings
 
 EXAMPLE = """\b
 Example experiment file:
@@ -46,8 +47,10 @@ def _stamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:
-    from specwise.experiment import Events, execute_experiment
+@contextmanager
+def progress_events(console: Console) -> Iterator[Events]:
+    """An experiment's events drawn as progress bars: the cells to run, and the current cell's requests."""
+    from specwise.experiment import Events
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -68,7 +71,32 @@ def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:
                 progress.update(current, visible=False)
                 progress.advance(cells)
 
-        return execute_experiment(config, out, Shown(lambda m: progress.console.print(m, highlight=False)))
+        yield Shown(lambda m: progress.console.print(m, highlight=False, markup=False))
+
+
+def interruptible(out: Path, console: Console) -> AbstractContextManager[None]:
+    """Ctrl-C or SIGTERM between or inside cells: the launched servers stop on the way out, the finished cells
+    stay, and the exit says how to resume."""
+    from specwise.load.bench import Terminated, sigterm_as_terminated
+
+    @contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            with sigterm_as_terminated():
+                yield
+        except KeyboardInterrupt as stop:
+            console.print("interrupted: finished cells are kept; resume with the same command and --out "
+                          f"{shlex.quote(str(out))}", highlight=False, markup=False)
+            raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
+
+    return guard()
+
+
+def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:
+    from specwise.experiment import execute_experiment
+
+    with progress_events(console) as events:
+        return execute_experiment(config, out, events)
 
 
 def _finish(findings: Findings, out: Path, console: Console, started: float) -> None:
@@ -85,16 +113,8 @@ def _run(config: ExperimentConfig, out: Path, console: Console) -> None:
     console.print(f"experiment {config.name}: {len(config.servers)} servers × {len(config.workloads)} workloads × "
                   f"{len(config.loads.levels)} loads × {config.repetitions} repetition(s), {config.requests} requests "
                   f"per cell → {out}", highlight=False)
-    from specwise.load.bench import Terminated, sigterm_as_terminated
-
-    try:
-        # SIGTERM between cells too: the launched servers are stopped on the way out, as on Ctrl-C.
-        with sigterm_as_terminated():
-            findings = _execute(config, out, console)
-    except KeyboardInterrupt as stop:
-        console.print("interrupted: finished cells are kept; resume with the same command and --out "
-                      f"{shlex.quote(str(out))}", highlight=False, markup=False)
-        raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
+    with interruptible(out, console):
+        findings = _execute(config, out, console)
     _finish(findings, out, console, started)
 
 

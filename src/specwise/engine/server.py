@@ -59,6 +59,7 @@ class ServerSpec:
     mode: str = "baseline"
     draft: str | None = None
     k: int = 4
+    k_schedule: tuple[tuple[int, int, int], ...] | None = None   # k by batch size (see SpecOptions)
     host: str = "127.0.0.1"
     port: int = 0                     # 0: pick a free port at start
     dtype: str | None = None           # None: the model's own (the embedded pair uses float32)
@@ -86,7 +87,7 @@ class ServerSpec:
             extra += ["--per-request-spec-decode-metrics", "summary"]
         return SpecOptions(
             target=self.model, method="ngram" if self.mode == "ngram" else "draft_model",
-            draft=self.draft if self.mode == "draft" else None, k=self.k, host=self.host,
+            draft=self.draft if self.mode == "draft" else None, k=self.k, k_schedule=self.k_schedule, host=self.host,
             port=port if port is not None else (self.port or None), max_model_len=self.max_model_len,
             ngram_prompt_lookup_max=self.ngram_prompt_lookup_max, ngram_prompt_lookup_min=1,
             extra_args=(*extra, *self.extra_args),

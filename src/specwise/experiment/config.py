@@ -33,10 +33,25 @@ class Launch(Strict):
 
     mode: Literal["baseline", "draft", "ngram"] = "baseline"
     k: int = Field(4, ge=1, le=16)
+    k_schedule: list[tuple[int, int, int]] | None = Field(
+        None, max_length=64, description="k by batch size, [[first, last, k], …] (vLLM's "
+        "num_speculative_tokens_per_batch_size; `specwise tune` writes it): k is then the schedule's largest")
     model: str | None = Field(None, description="a local model directory (default: the embedded target)")
     draft: str | None = Field(None, description="a local draft directory (mode draft; default: the embedded draft)")
     dtype: str | None = None
     extra_args: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _schedule_k(self) -> Launch:
+        if self.k_schedule:
+            from specwise.plan.command import check_schedule
+
+            try:
+                check_schedule(tuple(self.k_schedule))
+            except SpecwiseError as exc:
+                raise ValueError(exc.problem + "; " + exc.fix) from None
+            self.k = max(max(k for _lo, _hi, k in self.k_schedule), 1)
+        return self
 
 
 class Server(Strict):
@@ -168,6 +183,56 @@ class Senders(Strict):
     ray: str | None = Field(None, max_length=1000, description="a Ray cluster's address: send from its actors")
 
 
+class Tune(Strict):
+    """`specwise tune`: the k per batch-size band for one candidate, searched with few runs and proven by an A/B."""
+
+    candidate: str | None = Field(None, description="the candidate server to tune (default: the only one)")
+    workload: str | None = Field(None, description="the workload it is tuned on (default: the first)")
+    ks: list[Annotated[int, Field(ge=1, le=16)]] = Field([1, 2, 3, 4, 5, 6], min_length=2, max_length=16)
+    objective: Literal["tpot", "throughput", "goodput"] = "tpot"
+    budget: float = Field(0.5, gt=0, le=1, description="the share of the full grid's runs the search may spend")
+    urls: dict[str, str] = Field(default_factory=dict, description="servers specwise does not launch: one URL per "
+                                 "k (\"3\": URL) and \"schedule\": the server started with the tuned schedule")
+    schedule: list[tuple[int, int, int]] | None = Field(None, max_length=64, description="prove this schedule "
+                                                        "([[first, last, k], …], e.g. a hand-made one) instead of "
+                                                        "the one the search picks")
+    verify: bool = Field(True, description="prove the schedule by an A/B against the baseline and the best static k")
+    grid: bool = Field(False, description="also measure every (k, load) the search skipped, to check it")
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, ks: list[int]) -> list[int]:
+        if len(set(ks)) != len(ks):
+            raise ValueError("k values must be unique")
+        return sorted(ks)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, bands: list[tuple[int, int, int]] | None) -> list[tuple[int, int, int]] | None:
+        if bands is not None:
+            from specwise.plan.command import check_schedule
+
+            try:
+                check_schedule(tuple(bands))
+            except SpecwiseError as exc:
+                raise ValueError(exc.problem + "; " + exc.fix) from None
+            if not any(k for _lo, _hi, k in bands):
+                raise ValueError("the schedule drafts at no batch size: that is the baseline")
+        return bands
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, urls: dict[str, str]) -> dict[str, str]:
+        for key, url in urls.items():
+            if key != "schedule" and not key.isdigit():
+                raise ValueError(f"urls key {key!r}: use a k (\"3\") or \"schedule\"")
+            try:
+                check_url(url)
+            except SpecwiseError as exc:
+                raise ValueError(f"urls[{key}]: {exc.problem}; {exc.fix}") from None
+        return urls
+
+
 class ExperimentConfig(Strict):
     name: str = Field("experiment", pattern=NAME, max_length=100)
     servers: list[Server] = Field(max_length=MAX_SERVERS)
@@ -185,6 +250,7 @@ class ExperimentConfig(Strict):
                                                   "P50/P99 diverge on servers specwise launches")
     memory: Memory | None = None
     load_generator: Senders = Field(default_factory=Senders)
+    tune: Tune | None = None
     seed: int = 0
 
     @model_validator(mode="after")
@@ -204,7 +270,41 @@ class ExperimentConfig(Strict):
         for w in self.workloads:
             if w.control is not None and w.control not in names:
                 raise ValueError(f"workload {w.name}: control {w.control!r} is not a workload of this experiment")
+        if self.tune is not None:
+            self._check_tune(self.tune)
         return self
+
+    def _check_tune(self, tune: Tune) -> None:
+        cands = self.candidates
+        if tune.candidate is None and len(cands) != 1:
+            raise ValueError("tune.candidate: name the candidate server to tune (there are several)")
+        if tune.candidate is not None and tune.candidate not in {s.name for s in cands}:
+            raise ValueError(f"tune.candidate: {tune.candidate!r} is not a candidate server of this experiment")
+        if tune.workload is not None and tune.workload not in {w.name for w in self.workloads}:
+            raise ValueError(f"tune.workload: {tune.workload!r} is not a workload of this experiment")
+        if self.loads.unit != "concurrency":
+            raise ValueError("tune needs loads: concurrency: [..]: a schedule is by batch size, which a closed "
+                             "loop of N requests holds near N")
+        if tune.objective == "goodput" and not self.slo.as_limits():
+            raise ValueError("tune.objective goodput needs an slo: section")
+        cand = self.tune_candidate
+        if cand.launch is None:
+            missing = [str(k) for k in tune.ks if str(k) not in tune.urls]
+            if missing:
+                raise ValueError(f"tune.urls: give a URL for k = {', '.join(missing)} (servers specwise does not "
+                                 "launch: one per k; `specwise tune --print-commands` prints their commands)")
+        elif cand.launch.mode == "baseline":
+            raise ValueError(f"tune.candidate: {cand.name} launches a baseline; tune a draft or ngram candidate")
+
+    @property
+    def tune_candidate(self) -> Server:
+        name = self.tune.candidate if self.tune and self.tune.candidate else None
+        return next(s for s in self.candidates if name is None or s.name == name)
+
+    @property
+    def tune_workload(self) -> Workload:
+        name = self.tune.workload if self.tune and self.tune.workload else None
+        return next(w for w in self.workloads if name is None or w.name == name)
 
     @property
     def baseline(self) -> Server:
@@ -242,6 +342,20 @@ def parse_config(text: str, source: str = "experiment file") -> ExperimentConfig
         except SpecwiseError as exc:
             raise SpecwiseError(f"workloads[{i}].dataset", exc.problem, exc.fix) from None
     return config
+
+
+def quick_tune_config() -> ExperimentConfig:
+    """`specwise tune --quick`: the embedded pair's draft model, k 1–6, at concurrency 1, 4 and 16 on the
+    structured T=0 workload, proven with two repetitions."""
+    return ExperimentConfig.model_validate({
+        "name": "tune-quick",
+        "servers": [{"name": "baseline", "role": "baseline", "launch": {"mode": "baseline"}},
+                    {"name": "draft", "launch": {"mode": "draft", "k": 6}}],
+        "workloads": [{"name": "structured-t0", "dataset": "structured", "temperatures": "0"}],
+        "loads": {"concurrency": [1, 4, 16]},
+        "requests": 32, "warmup": 2, "max_tokens": 48, "repetitions": 2,
+        "tune": {"ks": [1, 2, 3, 4, 5, 6]},
+    })
 
 
 def load_config(path: Path) -> ExperimentConfig:

@@ -50,13 +50,15 @@ def _launch_spec(server: Server) -> ServerSpec:
 
     launch = server.launch
     assert launch is not None
+    schedule = tuple(tuple(band) for band in launch.k_schedule) if launch.k_schedule else None
     if launch.model is None:
-        overrides: dict[str, Any] = {"extra_args": tuple(launch.extra_args)}
+        overrides: dict[str, Any] = {"extra_args": tuple(launch.extra_args), "k_schedule": schedule}
         if launch.dtype:
             overrides["dtype"] = launch.dtype
         spec = embedded(launch.mode, launch.k, log=lambda m: None, **overrides)
         return dataclasses.replace(spec, draft=launch.draft) if launch.draft and launch.mode == "draft" else spec
-    return ServerSpec(model=launch.model, mode=launch.mode, draft=launch.draft, k=launch.k, dtype=launch.dtype,
+    return ServerSpec(model=launch.model, mode=launch.mode, draft=launch.draft, k=launch.k, k_schedule=schedule,
+                      dtype=launch.dtype,
                       per_request_metrics=True, extra_args=tuple(launch.extra_args))
 
 

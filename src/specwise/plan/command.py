@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
@@ -76,6 +76,8 @@ class SpecOptions:
     typical_acceptance_posterior_threshold: float = 0.09
     typical_acceptance_posterior_alpha: float = 0.3
     disable_by_batch_size: int | None = None
+    # [[first batch size, last batch size, k], …] (k = 0: no drafting), as `specwise tune` emits it.
+    k_schedule: tuple[tuple[int, int, int], ...] | None = None
     ngram_prompt_lookup_max: int = 4
     ngram_prompt_lookup_min: int = 1
     host: str = "127.0.0.1"
@@ -151,12 +153,40 @@ def _validate(opts: SpecOptions, version: Version) -> list[str]:
             notes.append(f"vLLM {version} has no way to stop speculating above a batch size (disable_by_batch_size"
                          " has had no effect since 0.10.0; num_speculative_tokens_per_batch_size arrives in 0.24.0):"
                          " cap concurrency with --max-num-seqs instead")
+    if opts.k_schedule is not None:
+        if version < K_PER_BATCH_SIZE_SINCE:
+            notes.append(f"vLLM {version} takes no per-batch-size k (num_speculative_tokens_per_batch_size arrives in "
+                         f"{K_PER_BATCH_SIZE_SINCE}): this command serves the schedule's first k, {opts.k}, at every "
+                         "batch size" + (", and stops speculating above the batch size where the schedule does"
+                                         if opts.disable_by_batch_size is not None else ""))
+        else:
+            notes.append("with data parallelism (--data-parallel-size > 1) vLLM drops the schedule and serves the "
+                         f"static num_speculative_tokens={opts.k} (config/vllm.py)")
     if opts.acceptance_method == "typical_acceptance_sampler":
         notes.append("typical acceptance gives up exact outputs by design: speculation may change what users get "
                      "(specwise run fails such a candidate on its output-equivalence gate)")
     if opts.method == "eagle" and version < EAGLE_METHOD_KEPT_SINCE and "eagle-" not in str(opts.draft).lower():
         notes.append(f"vLLM {version} detects EAGLE from the draft's name: it must contain 'eagle-'")
     return notes
+
+
+def check_schedule(bands: tuple[tuple[int, int, int], ...]) -> None:
+    """vLLM's own checks (v1/spec_decode/dynamic/utils.py): ranges from batch size 1, in order, k ≥ 0."""
+    fix = "give [[1, LAST, K], [LAST + 1, …, K], …] from batch size 1 up, with k ≥ 0"
+    if not bands or bands[0][0] != 1:
+        raise SpecwiseError("k_schedule", "must start at batch size 1", fix)
+    for (lo, hi, k), nxt in zip(bands, [*bands[1:], None], strict=True):
+        if hi < lo or k < 0 or (nxt is not None and nxt[0] != hi + 1):
+            raise SpecwiseError("k_schedule", f"band [{lo}, {hi}, {k}] is not a valid range", fix)
+
+
+def _stops_at(bands: tuple[tuple[int, int, int], ...]) -> int | None:
+    """The last batch size that speculates, when the schedule drafts up to it and never after (else None)."""
+    ks = [k for _lo, _hi, k in bands]
+    first_off = next((i for i, k in enumerate(ks) if k == 0), None)
+    if first_off is None or first_off == 0 or any(ks[first_off:]):
+        return None
+    return bands[first_off - 1][1]
 
 
 def _quant_flag(precision: str | None, who: str, notes: list[str]) -> str | None:
@@ -183,7 +213,11 @@ def _speculative_config(opts: SpecOptions, version: Version, notes: list[str]) -
             config["quantization"] = quant
     if opts.heterogeneous_vocab:
         config["use_heterogeneous_vocab"] = True
-    if opts.disable_by_batch_size is not None and version >= K_PER_BATCH_SIZE_SINCE:
+    if opts.k_schedule is not None and version >= K_PER_BATCH_SIZE_SINCE:
+        config["num_speculative_tokens_per_batch_size"] = [list(band) for band in opts.k_schedule]
+        notes.append("num_speculative_tokens_per_batch_size switches CUDA graphs to PIECEWISE mode on the V1"
+                     " model runner")
+    elif opts.disable_by_batch_size is not None and version >= K_PER_BATCH_SIZE_SINCE:
         # Speculate with k up to the limit, not at all above it; later ranges repeat the last k.
         limit = opts.disable_by_batch_size
         config["num_speculative_tokens_per_batch_size"] = [[1, limit, opts.k], [limit + 1, limit + 1, 0]]
@@ -221,9 +255,26 @@ def _legacy_flags(opts: SpecOptions, notes: list[str]) -> list[str]:
     return args
 
 
+def _with_schedule(opts: SpecOptions, version: Version) -> SpecOptions:
+    """A schedule's k for the flags: vLLM clamps every band's k to num_speculative_tokens, so it is the largest
+    band's; a version without schedules gets the first band's k (and V0 its stop, as disable_by_batch_size)."""
+    bands = opts.k_schedule
+    assert bands is not None
+    check_schedule(bands)
+    ks = [k for _lo, _hi, k in bands]
+    if max(ks) == 0:
+        raise SpecwiseError("k_schedule", "drafts no token at any batch size", "serve the baseline instead")
+    if version >= K_PER_BATCH_SIZE_SINCE:
+        return replace(opts, k=max(ks))
+    return replace(opts, k=ks[0] or max(ks), k_schedule=bands,
+                   disable_by_batch_size=_stops_at(bands) if version < V0_REMOVED else None)
+
+
 def vllm_command(opts: SpecOptions, version: Version | None = None, speculative: bool = True) -> VllmCommand:
     """The launch command; `speculative=False` gives the matching baseline."""
     version = version or parse_version(None)
+    if speculative and opts.k_schedule is not None:
+        opts = _with_schedule(opts, version)
     notes = _validate(opts, version) if speculative else []
     launcher, model_as_flag = opts.launcher, opts.model_as_flag
     if launcher == ("vllm", "serve") and version < VLLM_SERVE_SINCE:

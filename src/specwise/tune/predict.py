@@ -10,7 +10,7 @@ over batch × (k + 1) tokens plus k draft passes over the batch,
 
 linear in four non-negative costs, so a least-squares fit over a few measured (k, b) step times (the
 baseline is k = 0) gives every other. A bootstrap of that fit gives each prediction an interval, which says
-where the prediction is unsure or decides the choice: only there is a run worth its time. Pure."""
+where the prediction is unsure or decides the choice: only there is a run worth its time (`search`). Pure."""
 
 from __future__ import annotations
 
@@ -124,42 +124,3 @@ def predict(fit: StepFit, per_position: Sequence[float], ks: Sequence[int], batc
             lo, hi = np.quantile(values, [(1 - q) / 2, (1 + q) / 2]) if values else (point, point)
             out.append(Prediction(k, b, point, float(lo), float(hi)))
     return out
-
-
-def to_measure(predictions: Sequence[Prediction], measured: set[tuple[int, float]]) -> list[tuple[int, float]]:
-    """At each batch size, the unmeasured k values that could still be the best: those whose interval
-    reaches the best prediction's lower bound. Where one k is clearly best, nothing."""
-    wanted = []
-    for b in sorted({p.batch for p in predictions}):
-        here = [p for p in predictions if p.batch == b]
-        best = max(here, key=lambda p: p.speedup)
-        contenders = [p for p in here if p.high >= best.low]
-        if len(contenders) > 1:
-            wanted += [(p.k, b) for p in sorted(contenders, key=lambda p: -p.speedup) if (p.k, b) not in measured]
-    return wanted
-
-
-def best_by_batch(predictions: Sequence[Prediction]) -> dict[float, Prediction]:
-    """The predicted best k at each batch size (k = 0, no speculation, is a candidate when given)."""
-    out: dict[float, Prediction] = {}
-    for p in predictions:
-        if p.batch not in out or p.speedup > out[p.batch].speedup:
-            out[p.batch] = p
-    return out
-
-
-def schedule(best: dict[float, int], max_batch: int) -> list[list[int]]:
-    """vLLM's `num_speculative_tokens_per_batch_size`: [[min_bs, max_bs, k], …] covering 1 … max_batch, each
-    measured batch size's k held from it up to the next one (below the first, the first's)."""
-    levels = sorted(best)
-    bands, start = [], 1
-    for i, level in enumerate(levels):
-        end = max_batch if i == len(levels) - 1 else int(levels[i + 1]) - 1
-        if end < start:
-            continue
-        if bands and bands[-1][2] == best[level]:
-            bands[-1][1] = end
-        else:
-            bands.append([start, end, best[level]])
-        start = end + 1
-    return bands

@@ -163,7 +163,8 @@ def decide(ev: Evidence) -> Verdict:
         if conditions:
             headline += " — once acceptance alerts are in place"
         return Verdict(decision=decision, headline=headline, rules=rules, advice=advice,  # type: ignore[arg-type]
-                       conditions=conditions, crossover=cross, break_even=break_even, **kw)
+                       conditions=conditions, crossover=cross, break_even=break_even,
+                       by_load={o.load: o.outcome.value for o in outcomes}, **kw)
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")

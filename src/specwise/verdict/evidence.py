@@ -63,6 +63,7 @@ class Verdict(BaseModel):
     more_requests: int | None = None
     crossover: float | None = None   # the load where the P50 TPOT speedup crosses 1
     break_even: dict[float, float] = {}   # by load: the acceptance this configuration breaks even at there
+    by_load: dict[float, str] = {}        # by load: the measured outcome there (an Outcome's value)
     advice: list[str] = []
     conditions: list[str] = []      # what must hold in production for the decision to stand
 

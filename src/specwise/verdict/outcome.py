@@ -51,13 +51,16 @@ def speed_outcome(s: Estimate | None) -> Outcome:
     return Outcome.UNDECIDED
 
 
-def p99_regresses(e: LoadEvidence | BucketEvidence) -> bool:
-    """P99 TPOT materially worse (beyond P99_WORSE) and, when it has a CI, significantly so (CI below 1): a
-    P99 of a few requests is nearly their maximum, and one slow request must not cap a limit."""
-    s = e.tpot_p99_speedup
+def p99_regression(s: Estimate | None) -> bool:
+    """A P99 TPOT speedup materially worse (beyond P99_WORSE) and, when it has a CI, significantly so (CI below
+    1): a P99 of a few requests is nearly their maximum, and one slow request must not cap a limit."""
     if s is None or s.value >= P99_WORSE:
         return False
     return s.high is not None and s.high < 1
+
+
+def p99_regresses(e: LoadEvidence | BucketEvidence) -> bool:
+    return p99_regression(e.tpot_p99_speedup)
 
 
 def diverges(e: LoadEvidence) -> bool:

@@ -1,0 +1,150 @@
+"""`specwise tune`: the search on synthetic measurements with known answers (pure), and the whole tune —
+search, grid check, schedule, proof — against ground-truth servers whose best k per load follows from their
+cost model (tests/groundtruth.py), including a schedule that loses at one load and must not be recommended.
+
+The cost model (ms): a target pass 2 + 0.2 per token in the batch, a draft pass 0.2 + 0.02 per sequence,
+acceptance 0.8 per drafted token. Its TPOT speedups (`CostModel.speedup`):
+    c1:  k1 1.51  k2 1.77  k3 1.88  k4 1.91  k5 1.89  k6 1.84
+    c4:  k1 1.30  k2 1.38  k3 1.37  k4 1.32  k5 1.26  k6 1.19
+    c16: k1 1.05  k2 1.00  k3 0.94  k4 0.87  k5 0.81  k6 0.75"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from groundtruth import CostModel, GroundTruthServer
+
+from specwise.experiment import Events, parse_config
+from specwise.tune import Measured, ProofRow, bands, best_static, choice, judge, next_runs, surface
+from specwise.tune.runner import execute_tune
+from specwise.tune.search import first_round, fit
+
+COSTS = {"step_ms": 2.0, "token_ms": 0.2}
+DRAFT = {"draft_step_ms": 0.2, "draft_token_ms": 0.02, "acceptance": {0.0: 0.8}}
+BASE = CostModel(**COSTS)
+KS, LOADS = [1, 2, 3, 4, 5, 6], [1.0, 4.0, 16.0]
+
+
+def model(k: int, schedule: tuple[tuple[int, int, int], ...] = ()) -> CostModel:
+    return CostModel(**COSTS, k=k, k_schedule=schedule, **DRAFT)  # type: ignore[arg-type]
+
+
+def truth(k: int, load: float) -> Measured:
+    """What a noise-free run at (k, load) measures on the cost model."""
+    m = model(k)
+    speedup = m.speedup(BASE, int(load))
+    e = m.tokens_per_step(0.0)
+    return Measured(k=k, load=load, value=speedup, speedup=speedup, step_ms=m.step_s(int(load)) * 1e3,
+                    baseline_step_ms=BASE.step_s(int(load)) * 1e3, tokens_per_step=e,
+                    per_position=tuple(0.8 ** (i + 1) for i in range(k)), breaks=())
+
+
+def test_the_search_finds_each_loads_best_k_in_half_the_grid() -> None:
+    runs = [truth(k, load) for k, load in first_round(KS, LOADS)]
+    spent = 2 * len(LOADS)                        # the baseline and the largest k at every load
+    budget = (len(KS) + 1) * len(LOADS) // 2      # half the grid, the baseline's runs included
+    while todo := next_runs(surface(runs, KS, LOADS), budget - spent):
+        assert len({k for k, _ in todo}) == 1     # one k per round: a launched server restarts per k
+        runs += [truth(k, load) for k, load in todo]
+        spent += len(todo)
+    assert spent <= budget
+    picks = choice(surface(runs, KS, LOADS), LOADS)
+    for load, m in picks.items():  # None: no measured k beats the baseline there (k = 0, 1.0×)
+        best = max([1.0] + [truth(k, load).value or 0.0 for k in KS])
+        assert (m.value or 0.0 if m else 1.0) >= 0.95 * best, (load, m, best)
+    # Noise-free, the step-cost fit is exact and so is the predicted surface.
+    for c in surface(runs, KS, LOADS):
+        assert c.predicted == pytest.approx(truth(c.k, c.load).speedup, rel=1e-6)
+
+
+def test_the_schedule_switches_k_where_the_prediction_crosses_over() -> None:
+    runs = [truth(k, load) for k in KS for load in LOADS]
+    schedule = bands({1.0: 4, 4.0: 2, 16.0: 1}, fit(runs), runs, 128)
+    assert schedule[0][:2] == [1, 1] or schedule[0][0] == 1
+    assert [k for _lo, _hi, k in schedule] == [4, 3, 2, 1] or [k for *_, k in schedule] == [4, 2, 1]
+    assert schedule[-1][1] == 128 and all(a[1] + 1 == b[0] for a, b in zip(schedule, schedule[1:]))
+    for lo, hi, k in schedule:  # at every batch size inside a band, its k is the better of the two neighbours'
+        for b in (lo, hi):
+            assert model(k).speedup(BASE, b) >= min(model(x).speedup(BASE, b) for x in (4, 2, 1)) - 1e-9
+    # Without a fit the boundary is the midpoint between two loads.
+    assert bands({1.0: 4, 4.0: 2}, None, [], 8) == [[1, 2, 4], [3, 8, 2]]
+    assert best_static(surface(runs, KS, LOADS), KS, LOADS) in (2, 3)
+
+
+def test_a_schedule_that_loses_anywhere_is_not_recommended() -> None:
+    win = ProofRow(load=1, k=4, vs_baseline="win", vs_static="win")
+    tie = ProofRow(load=4, k=2, vs_baseline="undecided", vs_static="undecided")
+    assert judge([win, tie], "ENABLE", 2, {1: "win", 4: "win"})[0] == "schedule"
+    lost = ProofRow(load=16, k=6, vs_baseline="loss", vs_baseline_why="P50 TPOT 0.75×", vs_static="loss")
+    recommended, reasons = judge([win, tie, lost], "ENABLE_WITH_LIMIT", 2, {1: "win", 4: "win", 16: "undecided"})
+    assert recommended == "static k=2" and any("loses to the baseline at 16" in r for r in reasons)
+    assert judge([win, lost], "DISABLE", None, {})[0] == "none"
+    beaten = ProofRow(load=4, k=2, vs_baseline="win", vs_static="loss", vs_static_why="P50 TPOT 0.9×")
+    assert judge([win, beaten], "ENABLE", 3, {1: "win", 4: "loss"})[0] == "none"
+
+
+def _config(urls: dict[str, str], base: str, extra: str = "") -> str:
+    shown = ", ".join(f'"{k}": "{u}"' for k, u in urls.items())
+    return f"""
+name: gt-tune
+servers:
+  - {{name: baseline, role: baseline, url: "{base}"}}
+  - {{name: draft, url: "{urls['1']}", k: 1}}
+workloads: [{{name: w, dataset: structured, temperatures: "0"}}]
+loads: {{concurrency: [1, 4, 16]}}
+requests: 32
+warmup: 2
+max_tokens: 64
+monitoring: true
+tune: {{ks: [1, 2, 3, 4, 5, 6], urls: {{{shown}}}{extra}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def servers():
+    with ExitStack() as stack:
+        base = stack.enter_context(GroundTruthServer(BASE, seed=1))
+        urls = {str(k): stack.enter_context(GroundTruthServer(model(k), seed=10 + k)) for k in KS}
+        yield base, urls
+
+
+def test_tune_on_ground_truth_picks_within_5_percent_of_the_grid_and_proves_its_schedule(
+        tmp_path: Path, servers) -> None:
+    base, urls = servers
+    events = Events(log=lambda m: None)
+    config = parse_config(_config(urls, base, ", grid: true"))
+    first = execute_tune(config, tmp_path, events)
+    assert first.runs <= first.grid_runs / 2, (first.runs, first.grid_runs)
+    for g in first.grid:
+        assert g.shortfall <= 0.05, g
+    ks = [k for _lo, _hi, k in first.schedule]
+    assert ks == sorted(ks, reverse=True) and ks[0] >= 3 and ks[-1] <= 2, first.schedule
+    # Servers specwise does not launch: the schedule's own server is the user's to start, then the same command
+    # resumes (the search's runs are kept) and proves it.
+    assert first.recommended == "unproven" and "--speculative-config" in first.command
+    assert "num_speculative_tokens_per_batch_size" in first.command
+    schedule = tuple(tuple(b) for b in first.schedule)
+    with GroundTruthServer(model(max(ks), schedule), seed=30) as tuned:  # type: ignore[arg-type]
+        config = parse_config(_config({**urls, "schedule": tuned}, base, ", grid: true"))
+        second = execute_tune(config, tmp_path, events)
+    assert second.runs == first.runs and second.schedule == first.schedule
+    assert [r.load for r in second.proof] == LOADS
+    assert second.proof[0].vs_baseline in ("win", "probable win"), second.proof
+    assert second.recommended == "schedule", (second.reasons, second.proof)
+    assert (tmp_path / "tune.json").exists() and (tmp_path / "verify" / "findings.json").exists()
+
+
+def test_a_hand_made_schedule_that_loses_at_high_load_is_caught(tmp_path: Path, servers) -> None:
+    """k = 6 from batch 3 up: 0.75× the baseline's speed at c16, and slower than static k = 2 or 3 at c4."""
+    base, urls = servers
+    forced = ((1, 2, 4), (3, 128, 6))
+    with GroundTruthServer(model(6, forced), seed=40) as tuned:
+        config = parse_config(_config({**urls, "schedule": tuned}, base, ", schedule: [[1, 2, 4], [3, 128, 6]]"))
+        result = execute_tune(config, tmp_path, Events(log=lambda m: None))
+    assert result.schedule == [[1, 2, 4], [3, 128, 6]]
+    high = result.proof[-1]
+    assert high.load == 16 and high.k == 6 and high.vs_baseline == "loss", result.proof
+    assert result.recommended != "schedule"
+    assert any("loses to the baseline at 16" in r for r in result.reasons), result.reasons
