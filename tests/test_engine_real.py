@@ -292,3 +292,28 @@ def test_baseline_server_starts_answers_and_leaves_no_process(tmp_path):
         sid = server.process.pid
         assert _session_members(sid)
     assert not _session_members(sid)
+
+
+def test_the_cpu_build_honours_a_per_batch_size_schedule(tmp_path):
+    """`tune`'s schedules run on the engine they are proven on: k = 4 for a batch of one, k = 1 above. vLLM's
+    scheduler picks k from the number of requests in the step, so drafted tokens per draft are 4 alone and
+    near 1 with four in flight (the run's last request drafts 4 again, alone)."""
+    from specwise.analysis.summary import scrapes
+    from specwise.load import BenchConfig, execute_bench
+    from specwise.metrics import counters_of, window
+
+    spec = embedded("draft", 4, log=lambda msg: None, k_schedule=((1, 1, 4), (2, 128, 1)))
+    assert '"num_speculative_tokens_per_batch_size":[[1,1,4],[2,128,1]]' in spec.command(("python",)).shell
+    per_draft = {}
+    with VllmServer(spec, tmp_path / "logs", ready_timeout_s=READY_S) as server:
+        for concurrency in (1, 4):
+            out = tmp_path / f"c{concurrency}"
+            execute_bench(BenchConfig(url=server.url, model=spec.model_name, concurrency=concurrency, requests=8,
+                                      warmup=1, max_tokens=24, k=4), out, api_key=server.api_key)
+            run = load_run(out)
+            assert summarize(run).ok == 8
+            c = counters_of(window(scrapes(run)))
+            assert c.drafts > 0
+            per_draft[concurrency] = c.draft_tokens / c.drafts
+    assert per_draft[1] == pytest.approx(4.0)
+    assert 1.0 <= per_draft[4] < 1.5, per_draft

@@ -15,13 +15,14 @@ import specwise
 FORBIDDEN = ("httpx", "asyncio", "subprocess", "typer")
 PURE = ("specwise", "specwise.catalog", "specwise.check", "specwise.thresholds", "specwise.metrics",
         "specwise.results", "specwise.workload", "specwise.workload.logs", "specwise.workload.traffic",
-        "specwise.workload.replay", "specwise.verdict.method", "specwise.experiment.emit", "specwise.tune", "specwise.plan", "specwise.analysis", "specwise.verdict",
+        "specwise.workload.replay", "specwise.verdict.method", "specwise.experiment.emit", "specwise.tune", "specwise.tune.search",
+        "specwise.tune.result", "specwise.report.tune_page", "specwise.plan", "specwise.analysis", "specwise.verdict",
         "specwise.experiment.findings", "specwise.experiment.controls", "specwise.report",
         "specwise.report.html_page", "specwise.report.markdown_page", "specwise.report.plots",
         "specwise.report.console", "specwise.report.files", "specwise.report.watch_page", "specwise.monitor", "specwise.monitor.view",
         "specwise.monitor.rules", "specwise.monitor.grafana")
 ROOMS = ("catalog", "results", "workload", "load", "plan", "analysis", "verdict", "engine", "experiment", "report",
-         "monitor")
+         "monitor", "tune")
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -68,6 +68,10 @@ def test_the_schedule_switches_k_where_the_prediction_crosses_over() -> None:
     for lo, hi, k in schedule:  # at every batch size inside a band, its k is the better of the two neighbours'
         for b in (lo, hi):
             assert model(k).speedup(BASE, b) >= min(model(x).speedup(BASE, b) for x in (4, 2, 1)) - 1e-9
+    # At a measured load the measured pick holds, whatever the prediction says there (k2 is predicted 1.004× at
+    # c16: between c4 and c16 it is held, at 16 itself speculation is off as measured).
+    held = bands({1.0: 4, 4.0: 2, 16.0: 0}, fit(runs), runs, 128)
+    assert next(k for lo, hi, k in held if lo <= 16 <= hi) == 0 and held[-1][2] == 0, held
     # Without a fit the boundary is the midpoint between two loads.
     assert bands({1.0: 4, 4.0: 2}, None, [], 8) == [[1, 2, 4], [3, 8, 2]]
     assert best_static(surface(runs, KS, LOADS), KS, LOADS) in (2, 3)
@@ -148,3 +152,62 @@ def test_a_hand_made_schedule_that_loses_at_high_load_is_caught(tmp_path: Path, 
     assert high.load == 16 and high.k == 6 and high.vs_baseline == "loss", result.proof
     assert result.recommended != "schedule"
     assert any("loses to the baseline at 16" in r for r in result.reasons), result.reasons
+
+
+DEAD = "http://127.0.0.1:9"
+TUNED = f"""
+servers:
+  - {{name: baseline, role: baseline, url: "{DEAD}"}}
+  - {{name: draft, url: "{DEAD}", model: my-70b}}
+workloads: [{{name: w, dataset: structured}}]
+loads: {{concurrency: [1, 8]}}
+"""
+
+
+@pytest.mark.parametrize(("tune", "field", "says"), [
+    ('{ks: [1, 2], urls: {"1": "http://h:1"}}', "tune.urls", "k = 2"),
+    ('{ks: [1, 1, 2]}', "tune.ks", "unique"),
+    ('{ks: [1, 2], urls: {"1": "http://h:1", "2": "http://h:2", "fast": "http://h:3"}}', "tune.urls", "fast"),
+    ('{ks: [1, 2], urls: {"1": "http://h:1", "2": "ftp://h:2"}}', "tune.urls", "urls[2]"),
+    ('{ks: [1, 2], urls: {"1": "http://h:1", "2": "http://h:2"}, schedule: [[2, 8, 3]]}', "tune.schedule",
+     "batch size 1"),
+    ('{ks: [1, 2], urls: {"1": "http://h:1", "2": "http://h:2"}, schedule: [[1, 8, 0]]}', "tune.schedule",
+     "baseline"),
+    ('{ks: [1, 2], urls: {"1": "http://h:1", "2": "http://h:2"}, objective: goodput}', "tune", "slo"),
+    ('{ks: [1, 2], candidate: nope, urls: {"1": "http://h:1", "2": "http://h:2"}}', "tune", "nope"),
+])
+def test_a_bad_tune_section_is_one_error_naming_the_field(tune: str, field: str, says: str) -> None:
+    from specwise.errors import SpecwiseError
+
+    with pytest.raises(SpecwiseError) as err:
+        parse_config(TUNED + f"tune: {tune}\n")
+    assert field in err.value.line() and says in err.value.line(), err.value.line()
+
+
+def test_tune_needs_concurrency_loads() -> None:
+    from specwise.errors import SpecwiseError
+
+    text = TUNED.replace("concurrency: [1, 8]", "rate: [1, 8]") + 'tune: {ks: [1, 2], urls: {"1": "h", "2": "h"}}\n'
+    with pytest.raises(SpecwiseError, match="concurrency"):
+        parse_config(text.replace('"h"', '"http://h:1"'))
+
+
+def test_the_cli_prints_the_launch_commands_and_rejects_a_bad_schedule(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from specwise.cli import app
+
+    path = tmp_path / "t.yaml"
+    path.write_text(TUNED + 'tune: {ks: [2, 3], urls: {"2": "http://h:2", "3": "http://h:3"}}\n')
+    out = CliRunner().invoke(app, ["tune", str(path), "--print-commands"])
+    assert out.exit_code == 0, out.output
+    assert out.output.count("vllm serve my-70b") == 2 and '"num_speculative_tokens":3' in out.output
+    assert "--max-model-len" not in out.output   # a GPU server's own context, not the embedded pair's
+    shown = CliRunner().invoke(app, ["tune", str(path), "--print-commands", "--schedule", "[[1, 4, 3], [5, 64, 2]]"])
+    assert '"num_speculative_tokens_per_batch_size":[[1,4,3],[5,64,2]]' in shown.output, shown.output
+    for bad, says in (("[[1, 4]]", "triples"), ("nope", "not JSON"), ("[[1, 4, 3], [7, 9, 1]]", "valid range")):
+        result = CliRunner().invoke(app, ["tune", str(path), "--schedule", bad, "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2 and "--schedule" in result.output or "schedule" in result.output, result.output
+        assert says in result.output, (bad, result.output)
+    missing = CliRunner().invoke(app, ["tune", str(tmp_path / "t.yaml").replace("t.yaml", "none.yaml")])
+    assert missing.exit_code == 2

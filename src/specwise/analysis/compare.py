@@ -70,6 +70,9 @@ class Point(BaseModel):
     goodput: float | None = Field(None, description="share of the measured requests that met every SLO of their run "
                                   "(None: no SLO given)")
     complete: bool = True
+    decoding_batch: float | None = Field(None, description="sequences decoding at once, on average over the measured "
+                                         "window (their decode time / the window, per repetition, averaged): the "
+                                         "batch a closed loop of N really holds, below N as requests start and end")
     server: ServerWindow | None = None
     kv_usage: list[tuple[float, float]] = Field(default_factory=list, description="(s since the cell's start, 0–1)")
 
@@ -164,6 +167,16 @@ def goodput(runs: Sequence[Run]) -> float | None:
     return sum(judged) / len(judged) if judged else None
 
 
+def decoding_batch(runs: Sequence[Run]) -> float | None:
+    values = []
+    for run in runs:
+        records = [r for r in measured(run) if r.ok and r.ttft_s is not None]
+        window = span_s(records)
+        if window > 0:
+            values.append(sum(r.end_s - r.chunk_s[0] for r in records) / window)
+    return sum(values) / len(values) if values else None
+
+
 def point(cell: CellRuns, seed: int = 0) -> Point:
     ok = cell.ok
     est: dict[tuple[str, str], Estimate | None] = {}
@@ -175,7 +188,7 @@ def point(cell: CellRuns, seed: int = 0) -> Point:
                  output_tok_s=_throughput(cell.runs), errors=dict(Counter(r.error for r in cell.records if r.error)),
                  short=short_outputs(cell.runs), client_bound=sum(1 for r in cell.records if r.client_bound),
                  complete=all(run.manifest.complete for run in cell.runs),
-                 goodput=goodput(cell.runs),
+                 goodput=goodput(cell.runs), decoding_batch=decoding_batch(cell.runs),
                  server=server_view([cell]), kv_usage=_kv_series(cell.runs))
 
 

@@ -41,6 +41,11 @@ def surface_rows(result: TuneResult) -> list[list[str]]:
     return rows
 
 
+def _load_head(result: TuneResult, load: float) -> str:
+    held = result.batches.get(load)
+    return f"c{load:g}" + (f" (batch {held:.1f})" if held is not None else "")
+
+
 def _schedule_text(result: TuneResult) -> str:
     return ", ".join(f"{lo}–{hi}: k={k}" if k else f"{lo}–{hi}: off" for lo, hi, k in result.schedule)
 
@@ -50,7 +55,7 @@ def render_tune(result: TuneResult, console: Console) -> None:
                   "baseline, measured × (predicted TPOT speedup)", title_justify="left")
     table.add_column("k")
     for load in result.loads:
-        table.add_column(f"c{load:g}", justify="right")
+        table.add_column(_load_head(result, load), justify="right")
     for row in surface_rows(result):
         table.add_row(*row)
     console.print(table)
@@ -86,7 +91,7 @@ def markdown(result: TuneResult) -> str:
              f"Objective: {result.objective}. Runs: {result.runs} of the full grid's {result.grid_runs} (budget "
              f"{result.budget_runs}), the baseline's included.", "",
              "## Surface: measured objective × (predicted TPOT speedup)", "",
-             "| k | " + " | ".join(f"c{load:g}" for load in result.loads) + " |",
+             "| k | " + " | ".join(_load_head(result, load) for load in result.loads) + " |",
              "|---" * (len(result.loads) + 1) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in surface_rows(result)]
     lines += ["", "· not measured; ◀ the pick; ! breaks an SLO the baseline meets; g measured by the grid check only",
@@ -120,7 +125,7 @@ def heatmap(result: TuneResult, which: str) -> str:
     fig, (ax,) = _figure(width=1.2 + 1.1 * len(result.loads), height=0.9 + 0.45 * len(result.ks))
     spread = max(0.05, float(np.nanmax(np.abs(values - 1.0)))) if np.isfinite(values).any() else 0.5
     image = ax.imshow(values, cmap="RdYlGn", vmin=1 - spread, vmax=1 + spread, aspect="auto")
-    ax.set_xticks(range(len(result.loads)), [f"c{load:g}" for load in result.loads])
+    ax.set_xticks(range(len(result.loads)), [_load_head(result, load) for load in result.loads])
     ax.set_yticks(range(len(result.ks)), [str(k) for k in result.ks])
     ax.set_ylabel("k")
     for i, k in enumerate(result.ks):
@@ -142,7 +147,7 @@ td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>
 the baseline's included.</p>
 <img alt="predicted surface" src="{{ predicted }}"> <img alt="measured surface" src="{{ measured }}">
 <h2>Surface: measured objective × (predicted TPOT speedup)</h2>
-<table><tr><th>k</th>{% for load in r.loads %}<th>c{{ "%g" | format(load) }}</th>{% endfor %}</tr>
+<table><tr><th>k</th>{% for head in heads %}<th>{{ head }}</th>{% endfor %}</tr>
 {% for row in rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</table>
 <p>Schedule: {{ schedule }}{% if r.static_k %}; best static k: {{ r.static_k }}{% endif %}</p>
 {% if r.proof %}<h2>Proof</h2><table><tr><th>load</th><th>k there</th><th>vs baseline</th><th>vs static k</th></tr>
@@ -158,6 +163,7 @@ def html(result: TuneResult) -> str:
 
     env = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
     return env.from_string(TEMPLATE).render(r=result, rows=surface_rows(result), schedule=_schedule_text(result),
+                                            heads=[_load_head(result, load) for load in result.loads],
                                             predicted=heatmap(result, "predicted"),
                                             measured=heatmap(result, "measured"))
 

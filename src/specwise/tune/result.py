@@ -57,6 +57,9 @@ class TuneResult(BaseModel):
     loads: list[float]
     surface: list[SurfacePoint]
     picks: dict[float, int] = Field(description="by load: the measured best k (0: no k beats the baseline)")
+    batches: dict[float, float] = Field(default_factory=dict, description="by load: the batch the baseline really "
+                                        "held there (sequences decoding at once, on average), where the schedule "
+                                        "places it")
     schedule: list[list[int]] = Field(description="[[first batch size, last, k], …]")
     static_k: int | None = Field(None, description="the best single k across the loads")
     runs: int = Field(description="(k, load) runs the search made, the baseline's included")

@@ -16,18 +16,8 @@ from specwise.experiment.findings import build_findings
 from specwise.experiment.layout import cell_runs, launched_servers, load_cells, prepare
 from specwise.results import write_json_atomic
 from specwise.tune.result import RESULT, ProofRow, TuneResult, grid_check, judge, surface_points
-from specwise.tune.search import (
-    Measured,
-    Objective,
-    bands,
-    best_static,
-    choice,
-    first_round,
-    fit,
-    measured,
-    next_runs,
-    surface,
-)
+from specwise.tune.search import (Measured, Objective, bands, batch_at, best_static, choice, first_round, fit,
+                                  measured, next_runs, surface)
 
 if TYPE_CHECKING:
     from specwise.engine.server import ServerSpec
@@ -128,6 +118,7 @@ def execute_tune(config: ExperimentConfig, root: Path, events: Events) -> TuneRe
     result = TuneResult(
         candidate=cand.name, workload=workload.name, objective=tune.objective, ks=ks, loads=levels,
         surface=surface_points(cells, grid_extra), picks=picks, schedule=schedule, static_k=static_k,
+        batches={level: batch_at(runs, level) for level in levels},
         runs=len(levels) + len(spent), grid_runs=grid_runs, budget_runs=budget,
         grid=grid_check(picks, runs + grid_extra) if tune.grid else [], recommended="none")
     if not any(k for _lo, _hi, k in schedule):
@@ -180,7 +171,8 @@ def _prove(config: ExperimentConfig, root: Path, events: Events, result: TuneRes
         vs_static = {load: (outcome, _why(head.verdict.rules, load)) for load, outcome in head.verdict.by_load.items()}
     rows = []
     for level in result.loads:
-        k = next(k for lo, hi, k in result.schedule if lo <= level <= hi)
+        b = max(1, round(result.batches.get(level, level)))
+        k = next((k for lo, hi, k in result.schedule if lo <= b <= hi), result.schedule[-1][2])
         rows.append(ProofRow(load=level, k=k, vs_baseline=tuned.verdict.by_load.get(level, "not measured"),
                              vs_baseline_why=_why(tuned.verdict.rules, level),
                              vs_static=vs_static[level][0] if level in vs_static else None,

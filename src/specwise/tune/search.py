@@ -27,7 +27,7 @@ class Measured:
     """One run's outcome against the baseline at its load."""
 
     k: int
-    load: float
+    load: float                      # the load level (closed-loop concurrency)
     value: float | None              # the objective, candidate over baseline (> 1: better)
     speedup: float | None            # P50 TPOT, baseline / candidate
     step_ms: float | None            # a step's time: P50 TPOT × tokens per step
@@ -36,6 +36,8 @@ class Measured:
     per_position: tuple[float, ...]
     breaks: tuple[str, ...]          # SLOs the baseline meets at this load and this run does not, and a P99
                                      # TPOT regression (the verdict's: a loss whatever the P50)
+    batch: float | None = None       # the batch this run really held (sequences decoding at once, on average)
+    baseline_batch: float | None = None
 
     @property
     def eligible(self) -> bool:
@@ -68,7 +70,8 @@ def measured(k: int, c: LoadComparison, objective: Objective, slo_ms: dict[str, 
                     speedup=c.tpot_p50_speedup.value if c.tpot_p50_speedup else None,
                     step_ms=tpot * e if tpot is not None and e else None,
                     baseline_step_ms=base.tpot_p50.value if base.tpot_p50 else None,
-                    tokens_per_step=e, per_position=positions, breaks=breaks)
+                    tokens_per_step=e, per_position=positions, breaks=breaks,
+                    batch=cand.decoding_batch, baseline_batch=base.decoding_batch)
 
 
 def acceptance(runs: Sequence[Measured], load: float, k: int) -> tuple[float, ...] | None:
@@ -80,9 +83,18 @@ def acceptance(runs: Sequence[Measured], load: float, k: int) -> tuple[float, ..
 
 
 def step_points(runs: Sequence[Measured]) -> list[StepPoint]:
-    points = {(0, r.load): StepPoint(0, r.load, r.baseline_step_ms) for r in runs if r.baseline_step_ms}
-    points.update({(r.k, r.load): StepPoint(r.k, r.load, r.step_ms) for r in runs if r.step_ms})
+    """Each run's step time at the batch it really held (the load level where that is unknown)."""
+    points = {(0, r.load): StepPoint(0, r.baseline_batch or r.load, r.baseline_step_ms) for r in runs
+              if r.baseline_step_ms}
+    points.update({(r.k, r.load): StepPoint(r.k, r.batch or r.load, r.step_ms) for r in runs if r.step_ms})
     return list(points.values())
+
+
+def batch_at(runs: Sequence[Measured], load: float) -> float:
+    """Where a load level sits on the batch axis: the batch the baseline held there (a closed loop of N
+    requests holds fewer than N on average: they start and end), else the level itself."""
+    held = [r.baseline_batch for r in runs if r.load == load and r.baseline_batch]
+    return sum(held) / len(held) if held else load
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,7 @@ def surface(runs: Sequence[Measured], ks: Sequence[int], loads: Sequence[float],
             p: Prediction | None = None
             accept = acceptance(runs, load, k)
             if step_fit is not None and accept is not None:
-                p = predict(step_fit, accept, [k], [load])[0]
+                p = predict(step_fit, accept, [k], [batch_at(runs, load)])[0]
             lo = min(p.low, p.speedup * (1 - PREDICTION_FLOOR)) if p else None
             hi = max(p.high, p.speedup * (1 + PREDICTION_FLOOR)) if p else None
             cells.append(Cell(k, load, p.speedup if p else None, lo, hi, by_key.get((k, load))))
@@ -199,21 +211,19 @@ def best_static(cells: Sequence[Cell], ks: Sequence[int], loads: Sequence[float]
 
 def bands(picks: dict[float, int], step_fit: StepFit | None, runs: Sequence[Measured],
           max_batch: int) -> list[list[int]]:
-    """vLLM's [[first, last, k], …] from the k picked at each load (= batch size): between two loads the
-    boundary sits where the prediction says the upper load's k starts to beat the lower's (at the midpoint when
-    there is no prediction); above the highest load, its k is held up to `max_batch`."""
-    levels = sorted(picks)
+    """vLLM's [[first, last, k], …] from the k picked at each load, each load placed at the batch it really held
+    (`batch_at`): at that batch size its pick; between two, the boundary sits where the prediction says the
+    upper one's k starts to beat the lower one's (at the midpoint when there is no prediction); below the first
+    and above the last, their picks held (up to `max_batch`)."""
+    placed = sorted((batch_at(runs, level), picks[level]) for level in picks)
     per_batch: list[int] = []
     for b in range(1, max_batch + 1):
-        if b <= levels[0]:
-            per_batch.append(picks[levels[0]])
+        exact = [k for at, k in placed if round(at) == b]
+        if exact or b <= placed[0][0] or b >= placed[-1][0]:
+            per_batch.append(exact[0] if exact else placed[0][1] if b <= placed[0][0] else placed[-1][1])
             continue
-        upper = next((lv for lv in levels if lv >= b), None)
-        if upper is None:
-            per_batch.append(picks[levels[-1]])
-            continue
-        lower = max(lv for lv in levels if lv < b)
-        k_lo, k_hi = picks[lower], picks[upper]
+        (lower, k_lo), (upper, k_hi) = next((placed[i], placed[i + 1]) for i in range(len(placed) - 1)
+                                            if placed[i][0] < b < placed[i + 1][0])
         per_batch.append(k_hi if _predicted_better(k_hi, k_lo, b, step_fit, runs, lower, upper) else k_lo)
     out: list[list[int]] = []
     for b, k in enumerate(per_batch, start=1):
