@@ -41,8 +41,8 @@ def main() -> None:
     minutes = (time.monotonic() - started) / 60
     console = Console(width=120)
     console.print(f"\nsearch vs full grid ({config.tune_candidate.name}, k {config.tune.ks[0]}–{config.tune.ks[-1]}, "
-                  f"{config.requests} requests × {config.max_tokens} tokens per cell), {minutes:.0f} min this invocation (cells "
-                  "already in --out are reused)")
+                  f"{config.requests} requests × {config.max_tokens} tokens per cell), {minutes:.0f} min this "
+                  "invocation (cells already in --out are reused)")
     print(f"{'load':>6} {'search k':>9} {'measured':>9} {'grid k':>7} {'measured':>9} {'short':>7}  within 5 %")
     for g in result.grid:
         print(f"{'c%g' % g.load:>6} {g.pick_k:>9} {g.pick_value:>8.3f}× {g.grid_k:>7} {g.grid_value:>8.3f}× "

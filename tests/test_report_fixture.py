@@ -27,7 +27,8 @@ TEXT_FIXES = {"(vLLM ≥ 0.32)": "(vLLM ≥ 0.24.0)"}     # num_speculative_toke
 FILLED = {"kv_cache_usage_mean", "waiting_max", "v0_acceptance_gauge", "prefix_cache_hit_rate", "crossover"}
 # What the decision rework added beside the numbers: validity counts per arm, speedups per temperature.
 # The load generator's marks (issue 14): how many requests it held back or timed late (none, in this old run).
-ADDED = {"errors", "short", "complete", "buckets", "role", "agrees", "goodput", "client_bound"}
+# tune (issue 16): the batch each arm really held, from its requests' own timings.
+ADDED = {"errors", "short", "complete", "buckets", "role", "agrees", "goodput", "client_bound", "decoding_batch"}
 
 
 def same(old: Any, new: Any, path: str = "") -> list[str]:

@@ -211,3 +211,22 @@ def test_the_cli_prints_the_launch_commands_and_rejects_a_bad_schedule(tmp_path:
         assert says in result.output, (bad, result.output)
     missing = CliRunner().invoke(app, ["tune", str(tmp_path / "t.yaml").replace("t.yaml", "none.yaml")])
     assert missing.exit_code == 2
+
+
+def test_the_tune_report_escapes_what_it_embeds(tmp_path: Path) -> None:
+    """A reason or command carries text from servers and files: it reaches the HTML escaped and the Markdown
+    inert, and the heatmaps are images."""
+    from specwise.report.tune_page import write_tune_report
+    from specwise.tune import SurfacePoint, TuneResult
+
+    evil = "<script>alert(1)</script> | **x**"
+    result = TuneResult(candidate="draft", workload="w", objective="tpot", ks=[1, 2], loads=[1.0, 4.0],
+                        surface=[SurfacePoint(k=k, load=load, predicted=1.1, low=1.0, high=1.2, measured=1.05,
+                                              by_search=True) for k in (1, 2) for load in (1.0, 4.0)],
+                        picks={1.0: 2, 4.0: 1}, batches={1.0: 0.9, 4.0: 3.1}, schedule=[[1, 2, 2], [3, 8, 1]],
+                        runs=6, grid_runs=6, budget_runs=6, recommended="none", reasons=[evil], command=evil)
+    paths = write_tune_report(result, tmp_path)
+    page = paths["html"].read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page and page.count("data:image/png;base64,") == 2
+    md = paths["markdown"].read_text()
+    assert "<script>" not in md.split("```")[0]
