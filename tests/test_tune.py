@@ -2,11 +2,13 @@
 search, grid check, schedule, proof — against ground-truth servers whose best k per load follows from their
 cost model (tests/groundtruth.py), including a schedule that loses at one load and must not be recommended.
 
-The cost model (ms): a target pass 2 + 0.2 per token in the batch, a draft pass 0.2 + 0.02 per sequence,
-acceptance 0.8 per drafted token. Its TPOT speedups (`CostModel.speedup`):
-    c1:  k1 1.51  k2 1.77  k3 1.88  k4 1.91  k5 1.89  k6 1.84
-    c4:  k1 1.30  k2 1.38  k3 1.37  k4 1.32  k5 1.26  k6 1.19
-    c16: k1 1.05  k2 1.00  k3 0.94  k4 0.87  k5 0.81  k6 0.75"""
+The cost model (ms): a target pass 2 + 0.2 per token in the batch, a draft pass 0.2 + 0.12 per sequence,
+acceptance 0.8 per drafted token. Its TPOT speedups (`CostModel.speedup`) at a steady batch:
+    b1:  k1 1.46  k2 1.66  k3 1.73  k4 1.73  k5 1.69  k6 1.63
+    b4:  k1 1.18  k2 1.19  k3 1.14  k4 1.08  k5 1.01  k6 0.95
+    b10: k1 0.97  k2 0.90  k3 0.83  k4 0.76  k5 0.70  k6 0.65
+    b16: k1 0.89  k2 0.80  k3 0.73  k4 0.66  k5 0.60  k6 0.55
+(no load sits on a tie with the baseline, where whether a k clears the noise floor is a coin toss)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from specwise.tune.runner import execute_tune
 from specwise.tune.search import first_round, fit
 
 COSTS = {"step_ms": 2.0, "token_ms": 0.2}
-DRAFT = {"draft_step_ms": 0.2, "draft_token_ms": 0.02, "acceptance": {0.0: 0.8}}
+DRAFT = {"draft_step_ms": 0.2, "draft_token_ms": 0.12, "acceptance": {0.0: 0.8}}
 BASE = CostModel(**COSTS)
 KS, LOADS = [1, 2, 3, 4, 5, 6], [1.0, 4.0, 16.0]
 
@@ -68,8 +70,10 @@ def test_the_schedule_switches_k_where_the_prediction_crosses_over() -> None:
     for lo, hi, k in schedule:  # at every batch size inside a band, its k is the better of the two neighbours'
         for b in (lo, hi):
             assert model(k).speedup(BASE, b) >= min(model(x).speedup(BASE, b) for x in (4, 2, 1)) - 1e-9
-    # At a measured load the measured pick holds, whatever the prediction says there (k2 is predicted 1.004× at
-    # c16: between c4 and c16 it is held, at 16 itself speculation is off as measured).
+    # At a measured load the measured pick holds, whatever the prediction says there (k1 is predicted 0.89× at
+    # c16 but picked: at 16 itself the pick is what holds, off).
+    held = bands({1.0: 4, 4.0: 2, 16.0: 1}, fit(runs), runs, 128)
+    assert next(k for lo, hi, k in held if lo <= 16 <= hi) == 1, held
     held = bands({1.0: 4, 4.0: 2, 16.0: 0}, fit(runs), runs, 128)
     assert next(k for lo, hi, k in held if lo <= 16 <= hi) == 0 and held[-1][2] == 0, held
     # Without a fit the boundary is the midpoint between two loads.
@@ -122,9 +126,14 @@ def test_tune_on_ground_truth_picks_within_5_percent_of_the_grid_and_proves_its_
     first = execute_tune(config, tmp_path, events)
     assert first.runs <= first.grid_runs / 2, (first.runs, first.grid_runs)
     for g in first.grid:
-        assert g.shortfall <= 0.05, g
+        # By the cost model at the batch the load really held, the pick is within 5 % of the best k (or of
+        # no speculation); measured against the grid's own runs it is within their noise.
+        b = round(first.batches[g.load])
+        best = max([1.0] + [model(k).speedup(BASE, b) for k in KS])
+        assert (model(g.pick_k).speedup(BASE, b) if g.pick_k else 1.0) >= 0.95 * best, (g, b)
+        assert g.shortfall <= 0.10, g
     ks = [k for _lo, _hi, k in first.schedule]
-    assert ks == sorted(ks, reverse=True) and ks[0] >= 3 and ks[-1] <= 2, first.schedule
+    assert ks == sorted(ks, reverse=True) and ks[0] >= 3 and ks[-1] == 0, first.schedule
     # Servers specwise does not launch: the schedule's own server is the user's to start, then the same command
     # resumes (the search's runs are kept) and proves it.
     assert first.recommended == "unproven" and "--speculative-config" in first.command
@@ -141,7 +150,7 @@ def test_tune_on_ground_truth_picks_within_5_percent_of_the_grid_and_proves_its_
 
 
 def test_a_hand_made_schedule_that_loses_at_high_load_is_caught(tmp_path: Path, servers) -> None:
-    """k = 6 from batch 3 up: 0.75× the baseline's speed at c16, and slower than static k = 2 or 3 at c4."""
+    """k = 6 from batch 3 up: about 0.6× the baseline's speed at c16, and slower than static k = 2 at c4."""
     base, urls = servers
     forced = ((1, 2, 4), (3, 128, 6))
     with GroundTruthServer(model(6, forced), seed=40) as tuned:

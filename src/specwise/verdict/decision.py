@@ -19,6 +19,7 @@ from specwise.plan.command import K_PER_BATCH_SIZE_SINCE
 from specwise.thresholds import NON_INFERIORITY
 from specwise.verdict.evidence import Decision, Evidence, Limit, LoadEvidence, Role, Rule, Verdict
 from specwise.verdict.outcome import (LoadOutcome, Outcome, batch_caps, fmt_estimate, load_outcome, p99_regresses,
+                                      within_noise,
                                       rule_coverage, rule_outputs, rule_validity, speed_outcome, untested, won_prefix)
 from specwise.verdict.rules import (break_even_acceptance, crossover, requests_to_decide, rule_acceptance,
                                     rule_divergence, rule_memory, rule_monitoring, rule_slo, rule_slo_kind,
@@ -164,7 +165,9 @@ def decide(ev: Evidence) -> Verdict:
             headline += " — once acceptance alerts are in place"
         return Verdict(decision=decision, headline=headline, rules=rules, advice=advice,  # type: ignore[arg-type]
                        conditions=conditions, crossover=cross, break_even=break_even,
-                       by_load={o.load: o.outcome.value for o in outcomes}, **kw)
+                       by_load={o.load: o.outcome.value for o in outcomes},
+                       why_by_load={o.load: o.why for o in outcomes},
+                       within_noise=[e.load for e in loads if within_noise(e, ev)], **kw)
 
     if not loads:
         return verdict(Decision.INCONCLUSIVE, "no load level was measured")

@@ -64,6 +64,8 @@ class Verdict(BaseModel):
     crossover: float | None = None   # the load where the P50 TPOT speedup crosses 1
     break_even: dict[float, float] = {}   # by load: the acceptance this configuration breaks even at there
     by_load: dict[float, str] = {}        # by load: the measured outcome there (an Outcome's value)
+    why_by_load: dict[float, str] = {}    # by load: the figures that decided it
+    within_noise: list[float] = []        # loads lost by less than the noise floor (see outcome.within_noise)
     advice: list[str] = []
     conditions: list[str] = []      # what must hold in production for the decision to stand
 

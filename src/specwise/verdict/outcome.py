@@ -130,6 +130,16 @@ def load_outcome(e: LoadEvidence, ev: Evidence) -> LoadOutcome:
     return LoadOutcome(e.load, speed_outcome(deciding), speed)
 
 
+def within_noise(e: LoadEvidence, ev: Evidence) -> bool:
+    """A loss by its speed alone, and by less than the noise floor: the interval lies below 1 but not below
+    1 − SPEEDUP_NOISE (e.g. 0.998× [0.99–0.999] on a very steady server). The verdict counts it a loss; a
+    choice between configurations (tune's proof) reads it as a tie."""
+    if p99_regresses(e) or batch_caps(e, ev):
+        return False
+    s = deciding_speedup(e, ev)[1]
+    return s is not None and s.high is not None and 1 - SPEEDUP_NOISE <= s.high < 1
+
+
 def won_prefix(outcomes: Sequence[Outcome]) -> int:
     """How many loads, from the lowest up, the candidate wins in a row: the lowest proven, the loads above it
     proven or probable (NON_INFERIORITY)."""
