@@ -170,7 +170,7 @@ def goodput(runs: Sequence[Run]) -> float | None:
 def decoding_batch(runs: Sequence[Run]) -> float | None:
     values = []
     for run in runs:
-        records = [r for r in measured(run) if r.ok and r.ttft_s is not None]
+        records = [r for r in measured(run) if r.ttft_s is not None]   # ttft_s: ok and streamed
         window = span_s(records)
         if window > 0:
             values.append(sum(r.end_s - r.chunk_s[0] for r in records) / window)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -74,22 +74,19 @@ def progress_events(console: Console) -> Iterator[Events]:
         yield Shown(lambda m: progress.console.print(m, highlight=False, markup=False))
 
 
-def interruptible(out: Path, console: Console) -> AbstractContextManager[None]:
+@contextmanager
+def interruptible(out: Path, console: Console) -> Iterator[None]:
     """Ctrl-C or SIGTERM between or inside cells: the launched servers stop on the way out, the finished cells
     stay, and the exit says how to resume."""
     from specwise.load.bench import Terminated, sigterm_as_terminated
 
-    @contextmanager
-    def guard() -> Iterator[None]:
-        try:
-            with sigterm_as_terminated():
-                yield
-        except KeyboardInterrupt as stop:
-            console.print("interrupted: finished cells are kept; resume with the same command and --out "
-                          f"{shlex.quote(str(out))}", highlight=False, markup=False)
-            raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
-
-    return guard()
+    try:
+        with sigterm_as_terminated():
+            yield
+    except KeyboardInterrupt as stop:
+        console.print("interrupted: finished cells are kept; resume with the same command and --out "
+                      f"{shlex.quote(str(out))}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
 
 
 def _execute(config: ExperimentConfig, out: Path, console: Console) -> Findings:

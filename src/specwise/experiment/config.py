@@ -28,6 +28,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def checked_schedule(bands: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """A k-by-batch-size schedule as vLLM checks it, and one that drafts somewhere (all k = 0 is the baseline)."""
+    from specwise.plan.command import check_schedule
+
+    try:
+        check_schedule(tuple(bands))
+    except SpecwiseError as exc:
+        raise ValueError(exc.problem + "; " + exc.fix) from None
+    if not any(k for _lo, _hi, k in bands):
+        raise ValueError("the schedule drafts at no batch size: that is the baseline")
+    return bands
+
+
 class Launch(Strict):
     """A server specwise starts: the embedded pair, or local model directories."""
 
@@ -44,13 +57,7 @@ class Launch(Strict):
     @model_validator(mode="after")
     def _schedule_k(self) -> Launch:
         if self.k_schedule:
-            from specwise.plan.command import check_schedule
-
-            try:
-                check_schedule(tuple(self.k_schedule))
-            except SpecwiseError as exc:
-                raise ValueError(exc.problem + "; " + exc.fix) from None
-            self.k = max(max(k for _lo, _hi, k in self.k_schedule), 1)
+            self.k = max(k for _lo, _hi, k in checked_schedule(self.k_schedule))
         return self
 
 
@@ -209,16 +216,7 @@ class Tune(Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, bands: list[tuple[int, int, int]] | None) -> list[tuple[int, int, int]] | None:
-        if bands is not None:
-            from specwise.plan.command import check_schedule
-
-            try:
-                check_schedule(tuple(bands))
-            except SpecwiseError as exc:
-                raise ValueError(exc.problem + "; " + exc.fix) from None
-            if not any(k for _lo, _hi, k in bands):
-                raise ValueError("the schedule drafts at no batch size: that is the baseline")
-        return bands
+        return checked_schedule(bands) if bands is not None else None
 
     @field_validator("urls")
     @classmethod

@@ -266,7 +266,7 @@ def _with_schedule(opts: SpecOptions, version: Version) -> SpecOptions:
         raise SpecwiseError("k_schedule", "drafts no token at any batch size", "serve the baseline instead")
     if version >= K_PER_BATCH_SIZE_SINCE:
         return replace(opts, k=max(ks))
-    return replace(opts, k=ks[0] or max(ks), k_schedule=bands,
+    return replace(opts, k=ks[0] or max(ks),
                    disable_by_batch_size=_stops_at(bands) if version < V0_REMOVED else None)
 
 

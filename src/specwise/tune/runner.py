@@ -5,12 +5,13 @@ are kept, and the search's rounds are replayed from them to the same decisions."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specwise.analysis.compare import compare
-from specwise.experiment.config import ExperimentConfig, Server, Tune
+from specwise.experiment.config import ExperimentConfig, Server, Tune, Workload
 from specwise.experiment.executor import CellRunner, Events, execute_experiment
 from specwise.experiment.findings import build_findings
 from specwise.experiment.layout import cell_runs, launched_servers, load_cells, prepare
@@ -32,11 +33,9 @@ def _tune(config: ExperimentConfig) -> Tune:
     return config.tune
 
 
-def k_server(config: ExperimentConfig, k: int, schedule: list[list[int]] | None = None) -> Server:
-    """The candidate at one k (named kN), or with a schedule (named tuned): launched with it, or the URL the
-    user gave for it."""
+def k_server(config: ExperimentConfig, name: str, k: int, schedule: list[list[int]] | None = None) -> Server:
+    """The candidate at one k, or with a schedule: launched with it, or the URL the user gave for it."""
     cand, tune = config.tune_candidate, _tune(config)
-    name = "tuned" if schedule else f"k{k}"
     if cand.launch is not None:
         launch = cand.launch.model_copy(update={"k": k, "k_schedule": [tuple(b) for b in schedule] if schedule
                                                 else None})
@@ -47,19 +46,18 @@ def k_server(config: ExperimentConfig, k: int, schedule: list[list[int]] | None 
 def search_config(config: ExperimentConfig) -> ExperimentConfig:
     tune = _tune(config)
     return config.model_copy(update={
-        "name": f"{config.name}-search", "servers": [config.baseline, *(k_server(config, k) for k in tune.ks)],
+        "name": f"{config.name}-search",
+        "servers": [config.baseline, *(k_server(config, f"k{k}", k) for k in tune.ks)],
         "workloads": [config.tune_workload], "repetitions": 1, "control": "prescribe", "tune": None})
 
 
 def verify_config(config: ExperimentConfig, schedule: list[list[int]], static_k: int | None) -> ExperimentConfig:
     tune = _tune(config)
     ks = {k for _lo, _hi, k in schedule}
-    tuned = k_server(config, max(ks), schedule if len(ks) > 1 else None)
-    if len(ks) == 1:  # one k at every batch size: the schedule is that static k
-        tuned = tuned.model_copy(update={"name": "tuned"})
-    servers = [config.baseline, tuned]
+    # One k at every batch size: the schedule is that static k.
+    servers = [config.baseline, k_server(config, "tuned", max(ks), schedule if len(ks) > 1 else None)]
     if static_k is not None and not (len(ks) == 1 and static_k in ks):
-        servers.append(k_server(config, static_k).model_copy(update={"name": f"static-k{static_k}"}))
+        servers.append(k_server(config, f"static-k{static_k}", static_k))
     return config.model_copy(update={
         "name": f"{config.name}-verify", "servers": servers, "workloads": [config.tune_workload],
         "primary_slo": "throughput" if tune.objective == "throughput" else config.primary_slo, "tune": None})
@@ -88,14 +86,14 @@ def execute_tune(config: ExperimentConfig, root: Path, events: Events) -> TuneRe
     grid_runs = len(levels) * (len(ks) + 1)
     budget = max(math.floor(tune.budget * grid_runs), 2 * len(levels))
 
-    def cells_of(keys: list[tuple[int, float]]) -> list[tuple[int, Server, object, float]]:
+    def cells_of(keys: list[tuple[int, float]]) -> list[tuple[int, Server, Workload, float]]:
         return [(0, by_name[f"k{k}" if k else sconf.baseline.name], workload, level) for k, level in keys]
 
     spent: set[tuple[int, float]] = set()
     with CellRunner(sconf, sroot, events) as runner:
         todo = [(BASELINE_K, level) for level in levels] + first_round(ks, levels)
         while todo:
-            runner.run(cells_of(todo))  # type: ignore[arg-type]
+            runner.run(cells_of(todo))
             spent |= {key for key in todo if key[0]}
             runs = _measured_runs(sconf, sroot, spent, tune.objective)
             cells = surface(runs, ks, levels, config.seed)
@@ -107,7 +105,7 @@ def execute_tune(config: ExperimentConfig, root: Path, events: Events) -> TuneRe
         if tune.grid:
             rest = [(k, level) for k in ks for level in levels if (k, level) not in spent]
             events.log(f"grid check: the {len(rest)} runs the search skipped")
-            runner.run(cells_of(rest))  # type: ignore[arg-type]
+            runner.run(cells_of(rest))
             grid_extra = _measured_runs(sconf, sroot, set(rest), tune.objective)
     picked = choice(cells, levels)
     picks = {level: m.k if m else 0 for level, m in picked.items()}
@@ -215,8 +213,8 @@ def _spec(config: ExperimentConfig, k: int, schedule: list[list[int]] | None) ->
         base = ServerSpec(model=launch.model, mode=launch.mode, draft=launch.draft)
     else:  # a GPU server: its own context length, not the embedded pair's
         base = ServerSpec(model=cand.model or "TARGET", mode="draft", draft="DRAFT", max_model_len=0)
-    return ServerSpec(model=base.model, mode=base.mode, draft=base.draft, k=k, k_schedule=bands_,  # type: ignore[arg-type]
-                      served_model_name=base.served_model_name, dtype=base.dtype, max_model_len=base.max_model_len)
+    # The printed command is the one a user runs: without the per-request metrics specwise launches with.
+    return dataclasses.replace(base, k=k, k_schedule=bands_, per_request_metrics=False)
 
 
 def _command(config: ExperimentConfig, result: TuneResult) -> dict[str, object]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import geometric_mean
 from typing import Literal
 
 from specwise.analysis.compare import LoadComparison
@@ -201,10 +202,7 @@ def best_static(cells: Sequence[Cell], ks: Sequence[int], loads: Sequence[float]
                 break
             values.append(v)
         else:
-            product = 1.0
-            for v in values:
-                product *= v
-            scores[k] = product ** (1 / len(values))
+            scores[k] = geometric_mean(values)
     best = max(scores.items(), key=lambda kv: kv[1], default=None)
     return best[0] if best and best[1] > 1.0 else None
 
