@@ -239,3 +239,19 @@ def test_the_tune_report_escapes_what_it_embeds(tmp_path: Path) -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page and page.count("data:image/png;base64,") == 2
     md = paths["markdown"].read_text()
     assert "<script>" not in md.split("```")[0]
+
+
+def test_a_run_measured_while_the_client_was_the_bottleneck_is_never_a_pick() -> None:
+    from specwise.analysis import Estimate
+    from specwise.analysis.compare import LoadComparison, Point
+    from specwise.tune.search import Cell, measured
+
+    def arm(client_bound: int) -> Point:
+        return Point(requests=40, ok=40, client_bound=client_bound, tpot_p50=Estimate(value=10.0, low=9.0, high=11.0))
+
+    fast = Estimate(value=1.5, low=1.4, high=1.6)
+    clean = measured(4, LoadComparison(load=8, baseline=arm(0), candidate=arm(0), tpot_p50_speedup=fast), "tpot", {})
+    bound = measured(4, LoadComparison(load=8, baseline=arm(0), candidate=arm(5), tpot_p50_speedup=fast), "tpot", {})
+    assert clean.eligible and not bound.eligible and "generator-bound" in bound.breaks
+    cells = [Cell(4, 8.0, 1.5, 1.4, 1.6, bound)]
+    assert choice(cells, [8.0])[8.0] is None

@@ -28,7 +28,8 @@ def _cell_text(p: Any) -> str:
 
 
 def surface_rows(result: TuneResult) -> list[list[str]]:
-    """k by load: measured objective × (predicted TPOT speedup); a mark where the pick is, ! where an SLO breaks."""
+    """k by load: measured objective × (predicted TPOT speedup); a mark where the pick is, ! where the run is
+    disqualified (an SLO the baseline meets broken, a P99 regression, a generator-bound arm)."""
     grid = _grid(result)
     rows = []
     for k in result.ks:
@@ -59,8 +60,8 @@ def render_tune(result: TuneResult, console: Console) -> None:
     for row in surface_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print("  · not measured   ◀ the pick at that load   ! breaks an SLO the baseline meets   g measured by "
-                  "the grid check only", highlight=False)
+    console.print("  · not measured   ◀ the pick at that load   ! disqualified (SLO, P99, generator-bound)   "
+                  "g grid check only", highlight=False)
     console.print(f"runs: {result.runs} of the full grid's {result.grid_runs} (budget {result.budget_runs}), "
                   "the baseline's included", highlight=False)
     for g in result.grid:
@@ -94,7 +95,8 @@ def markdown(result: TuneResult) -> str:
              "| k | " + " | ".join(_load_head(result, load) for load in result.loads) + " |",
              "|---" * (len(result.loads) + 1) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in surface_rows(result)]
-    lines += ["", "· not measured; ◀ the pick; ! breaks an SLO the baseline meets; g measured by the grid check only",
+    lines += ["", "· not measured; ◀ the pick; ! disqualified (SLO, P99, generator-bound); g measured by the grid "
+              "check only",
               "", f"Schedule: {md(_schedule_text(result))}" + (f"; best static k: {result.static_k}"
                                                              if result.static_k else "")]
     if result.grid:

@@ -16,6 +16,7 @@ from statistics import geometric_mean
 from typing import Literal
 
 from specwise.analysis.compare import LoadComparison
+from specwise.analysis.summary import generator_bound
 from specwise.thresholds import PREDICTION_FLOOR, SPEEDUP_NOISE
 from specwise.tune.predict import Prediction, StepFit, StepPoint, fit_step_cost, predict, tokens_per_step
 from specwise.verdict.outcome import p99_regression
@@ -35,8 +36,8 @@ class Measured:
     baseline_step_ms: float | None
     tokens_per_step: float | None
     per_position: tuple[float, ...]
-    breaks: tuple[str, ...]          # SLOs the baseline meets at this load and this run does not, and a P99
-                                     # TPOT regression (the verdict's: a loss whatever the P50)
+    breaks: tuple[str, ...]          # SLOs the baseline meets at this load and this run does not, a P99 TPOT
+                                     # regression (the verdict's: a loss whatever the P50), a generator-bound arm
     batch: float | None = None       # the batch this run really held (sequences decoding at once, on average)
     baseline_batch: float | None = None
 
@@ -66,6 +67,9 @@ def measured(k: int, c: LoadComparison, objective: Objective, slo_ms: dict[str, 
                    and b99[m] <= limit < c99[m])  # type: ignore[index]
     if p99_regression(c.tpot_p99_speedup):
         breaks += ("P99 TPOT regression",)
+    # A figure measured while the client was the bottleneck is the client's, not the server's: never a pick.
+    if any(generator_bound(arm.client_bound, arm.requests) for arm in (base, cand)):
+        breaks += ("generator-bound",)
     tpot = cand.tpot_p50.value if cand.tpot_p50 else None
     return Measured(k=k, load=c.load, value=objective_value(c, objective),
                     speedup=c.tpot_p50_speedup.value if c.tpot_p50_speedup else None,
