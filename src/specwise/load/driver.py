@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import ctypes
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,8 +26,8 @@ from specwise.results import RequestRecord
 from specwise.thresholds import CLIENT_BUSY_SATURATED, CLIENT_BUSY_WINDOW_S, SEND_LAG_BOUND_S
 from specwise.workload import LoadShape, Planned
 
-# asyncio.sleep wakes up to a few ms late on a busy loop: sleep to just before the send time,
-# then yield to the loop until it comes, so other requests' chunks are still read meanwhile.
+# Where no timerfd is to be had, asyncio.sleep (whose timers have a grain of 1 ms) sleeps to just before the
+# send time, and the loop is yielded to until it comes, so other requests' chunks are still read meanwhile.
 SPIN_S = 0.002
 # The gauge's tick: how often it looks at the loop's lateness and the process's CPU time.
 TICK_S = 0.005
@@ -58,12 +61,72 @@ class BusyClock:
             self._fd = None
 
 
-async def sleep_until(when: float) -> None:
-    delay = when - time.perf_counter()
-    if delay > SPIN_S:
-        await asyncio.sleep(delay - SPIN_S)
-    while time.perf_counter() < when:
-        await asyncio.sleep(0)
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class Alarm:
+    """Wakes the event loop at a time on `time.perf_counter`'s clock to within tens of µs, without spinning.
+
+    Event loops time their sleeps in whole milliseconds (epoll's timeout; libuv's clock), so a send scheduled
+    between two ticks goes out up to 1 ms late; spinning closes that gap but burns the core that the server and
+    the other senders need. A timerfd (Linux) set to the absolute time is watched like any socket: the loop
+    wakes when it fires, and goes on reading streams until then. Elsewhere: sleep, then a short spin."""
+
+    _TFD_NONBLOCK, _TFD_CLOEXEC, _TFD_TIMER_ABSTIME, _CLOCK_MONOTONIC = 0o4000, 0o2000000, 1, 1
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._libc: Any = None
+        self._waiter: asyncio.Future[None] | None = None
+        if not sys.platform.startswith("linux") or \
+                time.get_clock_info("perf_counter").implementation != "clock_gettime(CLOCK_MONOTONIC)":
+            return
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.timerfd_create(self._CLOCK_MONOTONIC, self._TFD_NONBLOCK | self._TFD_CLOEXEC)
+        except (OSError, AttributeError):
+            return
+        if fd >= 0:
+            self._fd, self._libc = fd, libc
+
+    def _fired(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._fd, 8)  # type: ignore[arg-type]
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def until(self, when: float) -> None:
+        if time.perf_counter() >= when:
+            return
+        if self._fd is None:
+            delay = when - time.perf_counter()
+            if delay > SPIN_S:
+                await asyncio.sleep(delay - SPIN_S)
+            while time.perf_counter() < when:
+                await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        seconds = int(when)
+        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((when - seconds) * 1e9)))
+        if self._libc.timerfd_settime(self._fd, self._TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+            raise OSError(ctypes.get_errno(), "timerfd_settime")
+        self._waiter = loop.create_future()
+        loop.add_reader(self._fd, self._fired)
+        try:
+            await self._waiter
+        finally:
+            loop.remove_reader(self._fd)
+            self._waiter = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Gauge:
@@ -172,8 +235,17 @@ async def drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterat
     which the duration and the open-loop `offsets` (s from the start) run from. Requests in flight when
     the bound is reached are awaited; cancelling the task cancels them.
     """
+    with contextlib.closing(Alarm()) as alarm:
+        await _drive(session, endpoint, plan, shape, max_tokens, on_record, zero, start_s, offsets, ignore_eos, gauge,
+                     sender, alarm)
+
+
+async def _drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape,
+                 max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
+                 offsets: Iterator[float] | None, ignore_eos: bool, gauge: Gauge | None, sender: int,
+                 alarm: Alarm) -> None:
     start = zero + start_s
-    await sleep_until(start)
+    await alarm.until(start)
     deadline = start + shape.duration_s if shape.duration_s is not None else None
     sent = 0
 
@@ -214,7 +286,7 @@ async def drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterat
     try:
         while more():
             planned, scheduled_s = next(plan), start_s + next(offsets)
-            await sleep_until(zero + scheduled_s)
+            await alarm.until(zero + scheduled_s)
             waited = bool(cap and cap.locked())
             if cap:
                 await cap.acquire()
