@@ -22,7 +22,7 @@ pytest.importorskip("vllm")
 httpx = pytest.importorskip("httpx")
 
 from specwise.engine.server import VllmServer, embedded, free_port  # noqa: E402
-from specwise.load import Endpoint, send, session_for  # noqa: E402
+from specwise.load import Endpoint, send, Connections  # noqa: E402
 from specwise.metrics import SpecCounters, spec_counters  # noqa: E402
 from specwise.workload import Planned, Prompt, load_prompt_set  # noqa: E402
 from specwise.results import RequestRecord, load_run  # noqa: E402
@@ -106,7 +106,7 @@ def _stop(cli: subprocess.Popen) -> None:
 def stream(url: str, prompt: str, temperature: float, key: str) -> tuple[RequestRecord, str]:
     """One streamed completion, as specwise bench sends it; and its text."""
     async def go() -> RequestRecord:
-        async with session_for(None) as session:
+        async with Connections() as session:
             return await send(session, Endpoint(url, MODEL, k=4, api_key=key),
                               Planned(0, Prompt("p", prompt), temperature, False, 0),
                               zero=time.perf_counter(), scheduled_s=0.0, max_tokens=MAX_TOKENS, text_out=text)

@@ -21,7 +21,7 @@ from specwise.analysis import (CellRuns, Estimate, acceptance, bootstrap_percent
 from specwise.catalog import Precision, resolve_gpu
 from specwise.engine.server import free_port
 from specwise.experiment import CellRunner, Events, ExperimentConfig, cell_complete, cell_dir
-from specwise.load import Endpoint, per_request_acceptance, send, session_for
+from specwise.load import Endpoint, per_request_acceptance, send, Connections
 from specwise.metrics import ACCEPTED, DRAFT_TOKENS, DRAFTS, increase, per_pos_key, window
 from specwise.plan.memory import Deployed, overhead_per_gpu, plan_memory
 from specwise.workload import Planned, Prompt
@@ -468,7 +468,7 @@ class NoDoneServer(FaultServer):
 
 def _send(url: str, prompt: str) -> RequestRecord:
     async def go() -> RequestRecord:
-        async with session_for(None) as session:
+        async with Connections() as session:
             return await send(session, Endpoint(url, "m", k=1), Planned(0, Prompt("p", prompt), 0.0, False, 0),
                               zero=time.perf_counter(), scheduled_s=0.0, max_tokens=8)
     return asyncio.run(go())

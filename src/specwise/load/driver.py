@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aiohttp
-
-from specwise.load.client import Endpoint, send
+from specwise.load.client import Connections, Endpoint, Request
 from specwise.results import RequestRecord
 from specwise.thresholds import CLIENT_BUSY_SATURATED, CLIENT_BUSY_WINDOW_S, SEND_LAG_BOUND_S
 from specwise.workload import LoadShape, Planned
@@ -83,6 +81,7 @@ class Alarm:
         self._fd: int | None = None
         self._libc: Any = None
         self._waiter: asyncio.Future[None] | None = None
+        self._then: Callable[[], object] | None = None
         if not sys.platform.startswith("linux") or \
                 time.get_clock_info("perf_counter").implementation != "clock_gettime(CLOCK_MONOTONIC)":
             return
@@ -94,14 +93,24 @@ class Alarm:
         if fd >= 0:
             self._fd, self._libc = fd, libc
 
+    def _run_then(self) -> None:
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+
     def _fired(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self._fd, 8)  # type: ignore[arg-type]
         if self._waiter is not None and not self._waiter.done():
+            self._run_then()
             self._waiter.set_result(None)
 
-    async def until(self, when: float) -> None:
+    async def until(self, when: float, then: Callable[[], object] | None = None) -> None:
+        """Return at `when`; `then()` runs the moment it comes, in the loop's own callback (one loop step before
+        the awaiting task resumes: what must happen on time goes there)."""
+        self._then = then
         if time.perf_counter() >= when:
+            self._run_then()
             return
         if self._fd is None:
             delay = when - time.perf_counter()
@@ -109,6 +118,7 @@ class Alarm:
                 await asyncio.sleep(delay - SPIN_S)
             while time.perf_counter() < when:
                 await asyncio.sleep(0)
+            self._run_then()
             return
         loop = asyncio.get_running_loop()
         seconds = int(when)
@@ -225,7 +235,7 @@ class Gauge:
                 "windows": len(shares), "saturated_intervals": len(self._saturated_end)}
 
 
-async def drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
+async def drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
                 max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
                 offsets: Iterator[float] | None = None, ignore_eos: bool = True, gauge: Gauge | None = None,
                 sender: int = 0) -> None:
@@ -240,7 +250,7 @@ async def drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterat
                      sender, alarm)
 
 
-async def _drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape,
+async def _drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape,
                  max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
                  offsets: Iterator[float] | None, ignore_eos: bool, gauge: Gauge | None, sender: int,
                  alarm: Alarm) -> None:
@@ -258,16 +268,18 @@ async def _drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Itera
         sent += 1
         return True
 
-    async def one(planned: Planned, scheduled_s: float, capped: bool = False) -> None:
-        record = await send(session, endpoint, planned, zero=zero, scheduled_s=scheduled_s, max_tokens=max_tokens,
-                            ignore_eos=ignore_eos)
+    def prepare(planned: Planned) -> Request:
+        return Request(session, endpoint, planned, zero=zero, max_tokens=max_tokens, ignore_eos=ignore_eos)
+
+    async def one(request: Request, scheduled_s: float, capped: bool = False) -> None:
+        record = await request.run(scheduled_s)
         record.sender = sender
         on_record(gauge.mark(record, capped) if gauge else record)
 
     if shape.concurrency is not None:
         async def worker() -> None:
             while more():
-                await one(next(plan), time.perf_counter() - zero)
+                await one(prepare(next(plan)), time.perf_counter() - zero)
 
         await asyncio.gather(*(worker() for _ in range(shape.concurrency)))
         return
@@ -276,21 +288,23 @@ async def _drive(session: aiohttp.ClientSession, endpoint: Endpoint, plan: Itera
     cap = asyncio.Semaphore(shape.max_in_flight) if shape.max_in_flight else None
     tasks: set[asyncio.Task[None]] = set()
 
-    async def capped_one(planned: Planned, scheduled_s: float, waited: bool) -> None:
+    async def capped_one(request: Request, scheduled_s: float, waited: bool) -> None:
         try:
-            await one(planned, scheduled_s, waited)
+            await one(request, scheduled_s, waited)
         finally:
             if cap:
                 cap.release()
 
     try:
         while more():
-            planned, scheduled_s = next(plan), start_s + next(offsets)
-            await alarm.until(zero + scheduled_s)
+            # Prepared before its time, sent by the alarm's own callback when it comes (on an idle connection,
+            # unless the in-flight cap holds it back): no loop step between the time and the write.
+            request, scheduled_s = prepare(next(plan)), start_s + next(offsets)
+            await alarm.until(zero + scheduled_s, then=lambda: None if cap and cap.locked() else request.start())
             waited = bool(cap and cap.locked())
             if cap:
                 await cap.acquire()
-            task = asyncio.create_task(capped_one(planned, scheduled_s, waited))
+            task = asyncio.create_task(capped_one(request, scheduled_s, waited))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:

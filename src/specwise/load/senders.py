@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from specwise.load.client import Endpoint, session_for
+from specwise.load.client import Connections, Endpoint
 from specwise.load.protocol import MAX_LINE_BYTES
 from specwise.load.driver import Gauge, drive
 from specwise.results import RequestRecord
@@ -81,8 +81,7 @@ async def run_sender(job: Job, zero: float, emit: Callable[[RequestRecord], None
     mine = share.shape(shape)
     gauge = Gauge(zero)
     watching = asyncio.create_task(gauge.run())
-    # The pool is bounded by what this sender keeps in flight; an uncapped open loop gets an unbounded pool.
-    async with session_for(mine.concurrency or mine.max_in_flight) as session:
+    async with Connections() as session:
         try:
             warm = share.warmup(plan, job.warmup)
             if warm:
