@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -288,6 +289,10 @@ async def _drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planne
     cap = asyncio.Semaphore(shape.max_in_flight) if shape.max_in_flight else None
     tasks: set[asyncio.Task[None]] = set()
 
+    def on_time(request: Request) -> None:
+        if not (cap and cap.locked()):
+            request.start()
+
     async def capped_one(request: Request, scheduled_s: float, waited: bool) -> None:
         try:
             await one(request, scheduled_s, waited)
@@ -300,7 +305,7 @@ async def _drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planne
             # Prepared before its time, sent by the alarm's own callback when it comes (on an idle connection,
             # unless the in-flight cap holds it back): no loop step between the time and the write.
             request, scheduled_s = prepare(next(plan)), start_s + next(offsets)
-            await alarm.until(zero + scheduled_s, then=lambda: None if cap and cap.locked() else request.start())
+            await alarm.until(zero + scheduled_s, then=functools.partial(on_time, request))
             waited = bool(cap and cap.locked())
             if cap:
                 await cap.acquire()
