@@ -130,6 +130,46 @@ def test_a_reply_that_is_no_stream_is_a_fault(reply, error):
     assert record.error == error and record.error_detail
 
 
+def test_an_interim_reply_is_skipped():
+    """A 103 Early Hints (a proxy's) comes before the reply proper: it is neither the reply nor a fault."""
+    async def go() -> RequestRecord:
+        interim = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+        async with Server(lambda n: interim + STREAM) as server, Connections() as pool:
+            return await _send(pool, server.url)
+
+    record = asyncio.run(go())
+    assert record.ok and record.http_status == 200 and record.output_tokens == TOKENS
+
+
+def test_bytes_after_a_reply_make_its_connection_unfit_to_reuse():
+    async def go() -> tuple[list[RequestRecord], int]:
+        async with Server(lambda n: STREAM + b"HTTP/1.1 200 OK\r\ncontent-le") as server, Connections() as pool:
+            records = [await _send(pool, server.url, i) for i in range(2)]
+            return records, server.connections
+
+    records, connections = asyncio.run(go())
+    assert all(r.ok for r in records)
+    assert connections == 2
+
+
+def test_a_reply_whose_end_never_follows_its_done_gives_its_connection_up(monkeypatch):
+    monkeypatch.setattr("specwise.load.client.LINGER_S", 0.05)
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    body = _events()
+
+    async def go() -> tuple[RequestRecord, int, int]:
+        async with Server(lambda n: head + f"{len(body):x}\r\n".encode() + body + b"\r\n") as server, \
+                Connections() as pool:
+            record = await _send(pool, server.url)
+            held = len(pool._all)
+            await asyncio.sleep(0.2)
+            return record, held, len(pool._all)
+
+    record, held, left = asyncio.run(go())
+    assert record.ok and record.output_tokens == TOKENS
+    assert (held, left) == (1, 0)
+
+
 def test_the_connections_close_with_their_pool():
     async def go() -> tuple[int, int]:
         async with Server(lambda n: STREAM) as server:

@@ -38,6 +38,8 @@ from specwise.workload import Planned
 # Waits before retrying a refused connection: about 350 ms of server downtime is ridden out.
 CONNECT_RETRY_S = (0.05, 0.1, 0.2)
 CONNECT_TIMEOUT_S = 10.0
+# How long a connection may still owe the end of a reply whose [DONE] came before it is given up.
+LINGER_S = 1.0
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -107,7 +109,6 @@ class Origin:
     host: str
     port: int
     tls: bool
-    target: bytes      # path and query
     head: bytes        # the request's head up to (not including) Content-Length
 
     @classmethod
@@ -121,8 +122,7 @@ class Origin:
         lines = [f"POST {target} HTTP/1.1", f"Host: {netloc}", "Accept: text/event-stream",
                  f"User-Agent: specwise/{__version__}", "Content-Type: application/json",
                  *(f"{name}: {value}" for name, value in headers.items())]
-        return cls(parts.hostname, parts.port or (443 if tls else 80), tls, target.encode(),
-                   ("\r\n".join(lines) + "\r\n").encode())
+        return cls(parts.hostname, parts.port or (443 if tls else 80), tls, ("\r\n".join(lines) + "\r\n").encode())
 
     def request(self, body: bytes) -> bytes:
         return self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -145,15 +145,21 @@ class Exchange:
         self.now = 0.0
         self.last = time.perf_counter()
         self._stall = self.loop.call_later(stall_s, self._check_stall)
+        self.done.add_done_callback(self._settled)
 
     # -- outcomes
-    def fail(self, exc: BaseException) -> None:
+    def _settled(self, done: asyncio.Future[None]) -> None:
+        # However it ended — a result, a fault, a cancelled request — its timer goes; a fault nobody will await
+        # (the request was cancelled after it was sent) is not logged as never retrieved.
         self._stall.cancel()
+        if not done.cancelled():
+            done.exception()
+
+    def fail(self, exc: BaseException) -> None:
         if not self.done.done():
             self.done.set_exception(exc)
 
     def _finish(self) -> None:
-        self._stall.cancel()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -166,7 +172,7 @@ class Exchange:
 
     # -- what the connection hands on
     def header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value
+        self.headers[name.lower()] = value.lower() if name.lower() == b"transfer-encoding" else value
 
     def headers_complete(self, status: int) -> None:
         self.status = status
@@ -215,6 +221,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self._to_eof = False       # the reply has neither a length nor chunks: it ends with the connection
+        self._interim = False      # the message being read is a 1xx: the reply proper follows it
+        self._linger: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -236,6 +244,10 @@ class Connection(asyncio.Protocol):
             self._fail(exc.__context__ or exc)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(NotHttp(str(exc) or type(exc).__name__))
+        if self.exchange is exchange and exchange.done.done() and self._linger is None:
+            # [DONE] came but not yet the body's end (vLLM writes it next): the connection goes back to the pool
+            # when it comes, and is closed if it does not come soon.
+            self._linger = exchange.loop.call_later(LINGER_S, self._unfinished, exchange)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -243,9 +255,9 @@ class Connection(asyncio.Protocol):
         exchange, self.exchange = self.exchange, None
         if exchange is None or exchange.done.done():
             return
-        # A reply that runs to the close ends here; so does one that is no stream, cut short (its head still
-        # names the fault). A stream cut short is a reset.
-        if exchange.status and (self._to_eof or not exchange.streaming):
+        # A reply that runs to the close ends here (a close, not a reset); so does one that is no stream, cut short
+        # (its head still names the fault). A stream cut short is a reset.
+        if exchange.status and ((self._to_eof and exc is None) or not exchange.streaming):
             try:
                 exchange.complete()
             except Fault as fault:
@@ -254,7 +266,15 @@ class Connection(asyncio.Protocol):
         exchange.fail(Reset(f"the connection closed {'mid-reply' if exchange.got_bytes else 'before any reply'}"
                             + (f": {exc}" if exc else "")))
 
+    def _unfinished(self, exchange: Exchange) -> None:
+        if self.exchange is exchange:
+            self.close()
+
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.exchange is None:       # a reply nobody asked for, after the one that was: not to be trusted
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.exchange is not None:
             self.exchange.header(name, value)
@@ -263,15 +283,26 @@ class Connection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None:
             return
+        status = self.parser.get_status_code()
+        self._interim = 100 <= status < 200      # 103 Early Hints, 100 Continue: the reply proper follows
+        if self._interim:
+            exchange.headers.clear()
+            return
         headers = exchange.headers
         self._to_eof = b"content-length" not in headers and b"chunked" not in headers.get(b"transfer-encoding", b"")
-        exchange.headers_complete(self.parser.get_status_code())
+        exchange.headers_complete(status)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None and not self.exchange.done.done():
             self.exchange.body(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         exchange = self.exchange
         if exchange is not None and not exchange.done.done():
             exchange.complete()
@@ -284,9 +315,17 @@ class Connection(asyncio.Protocol):
 
     # -- use
     def start(self, exchange: Exchange, request: bytes) -> None:
+        """Send `request`; a connection that closed meanwhile (the loop has not told us yet) fails it as a reset
+        before any reply, which `Request` retries on a new connection."""
         assert self.transport is not None
         self.exchange = exchange
-        self.transport.write(request)
+        if self.closed or self.transport.is_closing():
+            self._fail(Reset("the connection closed before any reply"))
+            return
+        try:
+            self.transport.write(request)
+        except (RuntimeError, OSError) as exc:   # uvloop: a transport whose handle is already closed
+            self._fail(Reset(f"the connection closed before any reply: {exc}"))
 
     def _fail(self, exc: BaseException) -> None:
         if self.exchange is not None:
@@ -295,6 +334,9 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.exchange = None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.abort()
@@ -311,6 +353,7 @@ class Connections:
         self._all: set[Connection] = set()
         self._origins: dict[tuple[str, tuple[tuple[str, str], ...]], Origin] = {}
         self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
     def origin(self, url: str, headers: dict[str, str]) -> Origin:
         key = (url, tuple(headers.items()))
@@ -322,7 +365,7 @@ class Connections:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
         return None
@@ -331,6 +374,8 @@ class Connections:
         conn = self.idle(origin)
         if conn is not None:
             return conn
+        if self._closed:
+            raise ConnectError("the sender is stopping")
         loop = asyncio.get_running_loop()
         if origin.tls and self._tls is None:
             self._tls = ssl.create_default_context()
@@ -343,6 +388,9 @@ class Connections:
                 from None
         except OSError as exc:   # refused, unreachable, unresolvable, TLS (ssl.SSLError is an OSError)
             raise ConnectError(f"{origin.host}:{origin.port}: {exc}") from None
+        if self._closed:         # closed while this one was opening: nobody would close it
+            conn.close()
+            raise ConnectError("the sender is stopping")
         self._all.add(conn)
         return conn
 
@@ -357,6 +405,7 @@ class Connections:
             idle.remove(conn)
 
     async def close(self) -> None:
+        self._closed = True
         for conn in list(self._all):
             # A reply nobody will await now (its request was cancelled before it ran) ends quietly.
             if conn.exchange is not None and not conn.exchange.done.done():
@@ -400,7 +449,7 @@ class Request:
         except ConnectError as exc:
             self.error = exc
         self.request = self.origin.request(json.dumps(body).encode()) if self.origin else b""
-        self.sent = time.perf_counter() - zero
+        self.sent = 0.0
         self.conn: Connection | None = None
         self.exchange: Exchange | None = None
 
@@ -443,6 +492,8 @@ class Request:
         endpoint, fields = self.endpoint, self.fields
         retries = 0
         deadline = asyncio.timeout(endpoint.request_timeout_s)
+        if self.exchange is None:
+            self.sent = time.perf_counter() - self.zero
         try:
             if self.error:
                 raise self.error
@@ -473,9 +524,6 @@ class Request:
             fields |= {"error": "stream_reset", "error_detail": _detail(exc)}
         except NotHttp as exc:
             fields |= {"error": "http_error", "error_detail": _detail(exc)}
-        finally:
-            if self.exchange is not None and not self.exchange.done.done() and self.conn is not None:
-                self.conn.close()   # cancelled before the try under way was awaited
         planned = self.planned
         return RequestRecord(index=planned.index, warmup=planned.warmup, prompt_id=planned.prompt.id,
                              temperature=planned.temperature, scheduled_s=scheduled_s, sent_s=self.sent,

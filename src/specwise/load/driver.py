@@ -102,9 +102,14 @@ class Alarm:
     def _fired(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self._fd, 8)  # type: ignore[arg-type]
-        if self._waiter is not None and not self._waiter.done():
-            self._run_then()
-            self._waiter.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            try:
+                self._run_then()
+            except BaseException as exc:   # noqa: BLE001 — the waiter must hear of it, not wait forever
+                waiter.set_exception(exc)
+                return
+            waiter.set_result(None)
 
     async def until(self, when: float, then: Callable[[], object] | None = None) -> None:
         """Return at `when`; `then()` runs the moment it comes, in the loop's own callback (one loop step before
@@ -236,7 +241,7 @@ class Gauge:
                 "windows": len(shares), "saturated_intervals": len(self._saturated_end)}
 
 
-async def drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
+async def drive(pool: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
                 max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
                 offsets: Iterator[float] | None = None, ignore_eos: bool = True, gauge: Gauge | None = None,
                 sender: int = 0) -> None:
@@ -247,11 +252,11 @@ async def drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planned
     the bound is reached are awaited; cancelling the task cancels them.
     """
     with contextlib.closing(Alarm()) as alarm:
-        await _drive(session, endpoint, plan, shape, max_tokens, on_record, zero, start_s, offsets, ignore_eos, gauge,
+        await _drive(pool, endpoint, plan, shape, max_tokens, on_record, zero, start_s, offsets, ignore_eos, gauge,
                      sender, alarm)
 
 
-async def _drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape,
+async def _drive(pool: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape,
                  max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
                  offsets: Iterator[float] | None, ignore_eos: bool, gauge: Gauge | None, sender: int,
                  alarm: Alarm) -> None:
@@ -270,7 +275,7 @@ async def _drive(session: Connections, endpoint: Endpoint, plan: Iterator[Planne
         return True
 
     def prepare(planned: Planned) -> Request:
-        return Request(session, endpoint, planned, zero=zero, max_tokens=max_tokens, ignore_eos=ignore_eos)
+        return Request(pool, endpoint, planned, zero=zero, max_tokens=max_tokens, ignore_eos=ignore_eos)
 
     async def one(request: Request, scheduled_s: float, capped: bool = False) -> None:
         record = await request.run(scheduled_s)

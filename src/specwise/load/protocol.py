@@ -278,9 +278,9 @@ class Stream:
 class LineSplitter:
     """SSE lines out of a byte stream (ended by CR LF, LF or CR, as SSE allows), none longer than `limit` bytes.
 
-    httpx's `aiter_lines` holds a whole line before yielding it, so a server that never
-    ends a line would grow memory without bound: here a line is a fault once it passes
-    the limit, before the rest of it is read.
+    A client library's line reader (httpx's `aiter_lines`) holds a whole line before
+    yielding it, so a server that never ends a line would grow memory without bound: here
+    a line is a fault once it passes the limit, before the rest of it is read.
     """
 
     def __init__(self, limit: int = MAX_LINE_BYTES) -> None:

@@ -81,21 +81,21 @@ async def run_sender(job: Job, zero: float, emit: Callable[[RequestRecord], None
     mine = share.shape(shape)
     gauge = Gauge(zero)
     watching = asyncio.create_task(gauge.run())
-    async with Connections() as session:
+    async with Connections() as pool:
         try:
             warm = share.warmup(plan, job.warmup)
             if warm:
                 # Warm-up on its own, before the counters' first scrape; it also opens the connections the
                 # measured requests then reuse.
                 width = min(len(warm), mine.concurrency or mine.max_in_flight or 4)
-                await drive(session, job.endpoint, iter(warm), LoadShape(concurrency=width, requests=len(warm)),
+                await drive(pool, job.endpoint, iter(warm), LoadShape(concurrency=width, requests=len(warm)),
                             max_tokens=job.max_tokens, ignore_eos=job.ignore_eos, on_record=emit, zero=zero,
                             start_s=time.perf_counter() - zero, sender=share.sender)
             ready()
             start_s = await go
             offsets = (share.offsets(arrival_offsets(shape.rate, shape.arrivals, shape.burstiness, job.seed))
                        if shape.rate is not None else None)
-            await drive(session, job.endpoint, share.measured(plan), mine, max_tokens=job.max_tokens,
+            await drive(pool, job.endpoint, share.measured(plan), mine, max_tokens=job.max_tokens,
                         ignore_eos=job.ignore_eos, on_record=emit, zero=zero, start_s=start_s, offsets=offsets,
                         gauge=gauge, sender=share.sender)
         finally:
