@@ -732,11 +732,34 @@ def specwise_extra(result: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- Part A
 
-def passes(m: dict[str, Any], lag_ms: float, inflation_ms: float) -> bool:
+def badness(m: dict[str, Any], lag_ms: float, inflation_ms: float) -> float:
+    """How far a run is from a pair of limits: the worse of its P99 send lag and P99 TTFT inflation over their
+    limits (≤ 1 passes); inf for a run that failed or lost a request."""
+    if "error" in m or m["errors"] or m["ok"] != m["requests"] or m["matched"] != m["requests"]:
+        return math.inf
     lag = (m["lag_own"] or m["lag_offset_free"])["p99"]
     infl = m["inflation"]["p99"]
-    return (m["errors"] == 0 and m["ok"] == m["requests"] and m["matched"] == m["requests"]
-            and lag is not None and lag <= lag_ms and infl is not None and infl <= inflation_ms)
+    return math.inf if lag is None or infl is None else max(lag / lag_ms, infl / inflation_ms)
+
+
+def passes(m: dict[str, Any], lag_ms: float, inflation_ms: float) -> bool:
+    return badness(m, lag_ms, inflation_ms) <= 1.0
+
+
+def cell_of(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """A (tool, rate) cell from its repeated runs: the median run by its distance from the issue's limits is
+    shown, and the cell passes a pair of limits when most of its runs do (the median run passes exactly then,
+    for an odd count). One run's P99 is not stable here: the minimal reference client's own P99 send lag
+    varies about twofold between identical runs on this shared machine."""
+    strict = [badness(e, args.lag_limit_ms, args.inflation_limit_ms) for e in runs]
+    loose = [badness(e, *args.loose_limits) for e in runs]
+    median = sorted(range(len(runs)), key=lambda i: strict[i])[len(runs) // 2]
+    return {**runs[median], "pass": sum(b <= 1 for b in strict) * 2 > len(runs),
+            "pass_loose": sum(b <= 1 for b in loose) * 2 > len(runs),
+            "repeats": len(runs), "passing_runs": sum(b <= 1 for b in strict),
+            "lag_p99_per_run": [None if "error" in e else (e["lag_own"] or e["lag_offset_free"])["p99"] for e in runs],
+            "inflation_p99_per_run": [None if "error" in e else e["inflation"]["p99"] for e in runs],
+            "runs": runs}
 
 
 def part_a(args: argparse.Namespace, server: ServerProcess, vllm: VllmBench | None, work: Path) -> dict[str, Any]:
@@ -749,17 +772,22 @@ def part_a(args: argparse.Namespace, server: ServerProcess, vllm: VllmBench | No
     results: dict[str, dict[str, Any]] = {t: {} for t in tools}
     t_part = time.perf_counter()
     for rate in rates:
+        runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+        for repeat in range(args.repeats):
+            # The order rotates from one repeat to the next: no tool always runs first, or after the same one.
+            for tool in tools[repeat % len(tools):] + tools[:repeat % len(tools)]:
+                tries = []
+                for attempt in range(1 + args.retries):
+                    tries.append(run_a(args, server, vllm, work, prompts, tool, rate, repeat, attempt))
+                    if tries[-1].get("cpu_cores", {}).get("others", 0.0) <= args.others_limit:
+                        break
+                # Of the tries, the one that other processes disturbed least (each try is kept in the raw JSON).
+                best = min(tries, key=lambda e: e.get("cpu_cores", {}).get("others", math.inf))
+                runs[tool].append({**best, "tries": len(tries),
+                                   "others_per_try": [e.get("cpu_cores", {}).get("others") for e in tries],
+                                   "other_tries": [e for e in tries if e is not best]})
         for tool in tools:
-            tries = []
-            for attempt in range(1 + args.retries):
-                tries.append(run_a(args, server, vllm, work, prompts, tool, rate, attempt))
-                if tries[-1].get("cpu_cores", {}).get("others", 0.0) <= args.others_limit:
-                    break
-            # Of the tries, the one that other processes disturbed least (each try is kept in the raw JSON).
-            best = min(tries, key=lambda e: e.get("cpu_cores", {}).get("others", math.inf))
-            results[tool][f"{rate:g}"] = {**best, "tries": len(tries),
-                                          "others_per_try": [e.get("cpu_cores", {}).get("others") for e in tries],
-                                          "other_tries": [e for e in tries if e is not best]}
+            results[tool][f"{rate:g}"] = cell_of(runs[tool], args)
     overload = None
     if args.overload_rate and args.workers:
         overload = run_overload(args, server, prompts, work)
@@ -771,9 +799,9 @@ def part_a(args: argparse.Namespace, server: ServerProcess, vllm: VllmBench | No
 
 
 def run_a(args: argparse.Namespace, server: ServerProcess, vllm: VllmBench | None, work: Path, prompts: Path,
-          tool: str, rate: float, attempt: int) -> dict[str, Any]:
+          tool: str, rate: float, repeat: int, attempt: int) -> dict[str, Any]:
     """One tool at one rate: its figures (see the module's docstring), or why it failed."""
-    name = f"a-{tool.split()[0]}{tool.split()[-1] if 'workers' in tool else ''}-{rate:g}-try{attempt}"
+    name = f"a-{tool.split()[0]}{tool.split()[-1] if 'workers' in tool else ''}-{rate:g}-r{repeat}-try{attempt}"
     entry: dict[str, Any] = {"rate": rate, "attempt": attempt, "quiet_before": wait_quiet(args)}
     server.reset()
     window = CpuWindow(server.proc.pid, *([vllm.proc.pid] if vllm and tool == "vllm bench serve" else []))
@@ -804,10 +832,8 @@ def run_a(args: argparse.Namespace, server: ServerProcess, vllm: VllmBench | Non
         entry["server_cpu_share"] = stats["cpu_s"] / stats["wall_s"] if stats["wall_s"] else None
         entry["server_cpu_ms_per_request"] = 1e3 * stats["cpu_s"] / len(stats["records"]) if stats["records"] else None
         entry["wall_s"] = res["wall_s"]
-        entry["pass"] = passes(entry, args.lag_limit_ms, args.inflation_limit_ms)
-        entry["pass_loose"] = passes(entry, *args.loose_limits)
         lag = (entry["lag_own"] or entry["lag_offset_free"])["p99"]
-        log(f"A {tool} @ {rate:g}/s try {attempt + 1}: lag p99 {fmt(lag)} ms, inflation p99 "
+        log(f"A {tool} @ {rate:g}/s run {repeat + 1} try {attempt + 1}: lag p99 {fmt(lag)} ms, inflation p99 "
             f"{fmt(entry['inflation']['p99'])} ms, ok {entry['ok']}/{entry['requests']}, achieved "
             f"{fmt(entry['achieved_rps'])}/s, others' CPU {entry['cpu_cores']['others']:.2f} cores "
             f"({res['wall_s']:.1f} s)")
@@ -866,8 +892,10 @@ def run_overload(args: argparse.Namespace, server: ServerProcess, prompts: Path,
 
 def print_part_a(args: argparse.Namespace, rates: list[float], tools: list[str], results: dict[str, dict[str, Any]],
                  overload: dict[str, Any] | None, elapsed: float) -> None:
-    print(f"\n## Part A — generator ceiling (Poisson arrivals, {args.requests} requests per rate and tool, "
-          f"max_tokens {args.max_tokens}, the fast server in its own process; {elapsed / 60:.1f} min)\n")
+    print(f"\n## Part A — generator ceiling (Poisson arrivals, {args.requests} requests per run, {args.repeats} "
+          f"runs per rate and tool in rotating order, max_tokens {args.max_tokens}, the fast server in its own "
+          f"process; {elapsed / 60:.1f} min). Each column shows its median run (by the worse of P99 send lag and P99 "
+          f"TTFT inflation over the issue's limits); a cell passes when most of its runs do.\n")
     rows = (("P99 send lag, client side (ms)", lambda e: (e["lag_own"] or e["lag_offset_free"])["p99"]),
             ("P99 send lag, offset-free (ms)", lambda e: e["lag_offset_free"]["p99"]),
             ("P99 send lag, server arrivals, offset-free (ms)", lambda e: e["lag_server"]["p99"]),
@@ -883,7 +911,7 @@ def print_part_a(args: argparse.Namespace, rates: list[float], tools: list[str],
             ("tool's CPU per request while sending (ms)", lambda e: (e.get("sending_cpu") or {}).get("ms_per_request")),
             ("server's CPU per request (ms)", lambda e: e.get("server_cpu_ms_per_request")),
             ("other processes' CPU meanwhile (cores)", lambda e: e["cpu_cores"]["others"]),
-            ("runs (others' CPU of each)", lambda e: f"{e.get('tries', 1)} ("
+            ("tries of this run (others' CPU of each)", lambda e: f"{e.get('tries', 1)} ("
              + ", ".join(fmt(v) for v in e.get("others_per_try") or [e["cpu_cores"]["others"]]) + ")"),
             ("connections the server saw", lambda e: str(e.get("server_connections"))))
     for tool in tools:
@@ -915,6 +943,14 @@ def print_part_a(args: argparse.Namespace, rates: list[float], tools: list[str],
             print("| control: P50 lag against the schedule of seed + 1 (ms) | " + " | ".join(cells) + " |")
             cells = [fmt(results[tool][f"{r:g}"].get("lag_offset_free", {}).get("p50")) for r in rates]
             print("| P50 send lag, rebuilt schedule (ms) | " + " | ".join(cells) + " |")
+        for label, key in (("P99 send lag of each run (ms)", "lag_p99_per_run"),
+                           ("P99 TTFT inflation of each run (ms)", "inflation_p99_per_run")):
+            cells = [" / ".join(fmt(v) for v in results[tool][f"{r:g}"].get(key) or []) for r in rates]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        cells = [f"{results[tool][f'{r:g}'].get('passing_runs')} of {results[tool][f'{r:g}'].get('repeats')}"
+                 for r in rates]
+        print(f"| runs within lag ≤ {args.lag_limit_ms:g} ms, inflation ≤ {args.inflation_limit_ms:g} ms | "
+              + " | ".join(cells) + " |")
         cells = ["✓" if results[tool][f"{r:g}"].get("pass") else "✗" for r in rates]
         print(f"| passes (lag ≤ {args.lag_limit_ms:g} ms, inflation ≤ {args.inflation_limit_ms:g} ms, no errors) | "
               + " | ".join(cells) + " |")
@@ -1099,7 +1135,7 @@ def main() -> int:
                         "also given for (default 5,10)")
     parser.add_argument("--skip-reference", action="store_true", help="Part A without the minimal reference client")
     parser.add_argument("--reference-client", help=argparse.SUPPRESS)
-    parser.add_argument("--overload-rate", type=float, default=5000.0, help="a rate beyond reach (0: skip)")
+    parser.add_argument("--overload-rate", type=float, default=20000.0, help="a rate beyond reach (0: skip)")
     parser.add_argument("--overload-requests", type=int, default=5000)
     parser.add_argument("--b-requests", type=int, help="Part B requests per tool and round (default 400)")
     parser.add_argument("--b-rounds", type=int, help="Part B rounds (default 3)")
@@ -1112,6 +1148,7 @@ def main() -> int:
     parser.add_argument("--c-workers", type=int, default=2)
     parser.add_argument("--others-limit", type=float, default=0.25, help="other processes' CPU (cores) above which "
                         "a Part A run is retried and a run waits before it starts (the machine is shared)")
+    parser.add_argument("--repeats", type=int, help="Part A runs per rate and tool (default 3; --quick 1)")
     parser.add_argument("--retries", type=int, default=1, help="Part A: reruns of a run that others disturbed")
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="at most this long (s) to wait for a quiet "
                         "machine before each run")
@@ -1134,6 +1171,7 @@ def main() -> int:
     quick = args.quick
     args.rates = args.rates or ("250,1000" if quick else "100,250,500,750,1000,1250,1500,2000")
     args.requests = args.requests or (1000 if quick else 3000)
+    args.repeats = args.repeats or (1 if quick else 3)
     args.workers = [int(w) for w in (args.workers or ("1,2" if quick else "1,2,3")).split(",") if w.strip()]
     args.b_workers = [int(w) for w in args.b_workers.split(",") if w.strip()]
     args.b_requests = args.b_requests or (100 if quick else 400)

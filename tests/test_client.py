@@ -199,3 +199,19 @@ def test_the_alarm_runs_its_callback_on_time_before_the_waiter_resumes(timerfd):
     seen = asyncio.run(go())
     assert [name for name, _ in seen] == ["then", "after", "past"]
     assert seen[0][1] >= 0   # never early
+
+
+def test_the_alarm_follows_a_shifted_perf_counter(monkeypatch):
+    """A Ray actor's perf_counter may be shifted (its machine's clock has another origin): the alarm waits for
+    the time left on that clock, not for an absolute time on another."""
+    real = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + 1234.5)
+
+    async def go() -> float:
+        alarm = Alarm()
+        t0 = real()
+        await alarm.until(time.perf_counter() + 0.02)
+        alarm.close()
+        return real() - t0
+
+    assert 0.02 <= asyncio.run(asyncio.wait_for(go(), 5)) < 2

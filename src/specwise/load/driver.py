@@ -83,8 +83,7 @@ class Alarm:
         self._libc: Any = None
         self._waiter: asyncio.Future[None] | None = None
         self._then: Callable[[], object] | None = None
-        if not sys.platform.startswith("linux") or \
-                time.get_clock_info("perf_counter").implementation != "clock_gettime(CLOCK_MONOTONIC)":
+        if not sys.platform.startswith("linux"):
             return
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -127,8 +126,11 @@ class Alarm:
             self._run_then()
             return
         loop = asyncio.get_running_loop()
-        seconds = int(when)
-        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, int((when - seconds) * 1e9)))
+        # `when` is on time.perf_counter's clock (which a Ray actor may see shifted); the timer runs on
+        # CLOCK_MONOTONIC: the time left is carried over.
+        at = time.clock_gettime(time.CLOCK_MONOTONIC) + (when - time.perf_counter())
+        seconds = int(at)
+        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, min(999_999_999, int((at - seconds) * 1e9))))
         if self._libc.timerfd_settime(self._fd, self._TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime")
         self._waiter = loop.create_future()
