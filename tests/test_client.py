@@ -118,7 +118,8 @@ def test_a_stream_that_runs_to_the_close_is_read_whole():
 
 @pytest.mark.parametrize("reply, error", [
     (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "http_error"),
-    (b"HTTP/1.1 503 Busy\r\ncontent-type: application/json\r\ncontent-length: 14\r\n\r\n{\"error\": \"x\"}", "http_503"),
+    (b"HTTP/1.1 503 Busy\r\ncontent-type: application/json\r\ncontent-length: 14\r\n\r\n{\"error\": \"x\"}",
+     "http_503"),
     (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}", "not_streamed"),
 ])
 def test_a_reply_that_is_no_stream_is_a_fault(reply, error):

@@ -1,6 +1,6 @@
 """The load generator: the streaming protocol (pure), the HTTP client (keep-alive connections of its own), the
-driver that keeps a load's shape and watches its own limits, the senders that share a schedule (this process, worker processes, Ray
-actors), the /metrics scrape, and `execute_bench`, which ties them to a run directory."""
+driver that keeps a load's shape and watches its own limits, the senders that share a schedule (this process,
+worker processes, Ray actors), the /metrics scrape, and `execute_bench`, which ties them to a run directory."""
 
 from specwise.load.bench import BenchConfig, execute_bench, hardware, read_api_key
 from specwise.load.client import Connections, Endpoint, auth_headers, send

@@ -437,7 +437,7 @@ class Request:
         self.pool, self.endpoint, self.planned, self.zero = pool, endpoint, planned, zero
         # A replayed log asks for each request's own length, under the run's cap.
         self.max_tokens = min(planned.prompt.max_tokens or max_tokens, max_tokens)
-        clock: Callable[[], float] = lambda: time.perf_counter() - zero   # noqa: E731
+        clock: Callable[[], float] = lambda: time.perf_counter() - zero
         self.stream = Stream(endpoint.api, clock=clock, max_tokens=self.max_tokens, texts=text_out)
         self.fields: dict[str, Any] = {}
         body = request_body(endpoint.model, endpoint.api, planned, self.max_tokens, ignore_eos,

@@ -254,73 +254,65 @@ async def drive(pool: Connections, endpoint: Endpoint, plan: Iterator[Planned], 
     the bound is reached are awaited; cancelling the task cancels them.
     """
     with contextlib.closing(Alarm()) as alarm:
-        await _drive(pool, endpoint, plan, shape, max_tokens, on_record, zero, start_s, offsets, ignore_eos, gauge,
-                     sender, alarm)
+        start = zero + start_s
+        await alarm.until(start)
+        deadline = start + shape.duration_s if shape.duration_s is not None else None
+        sent = 0
 
+        def more() -> bool:
+            nonlocal sent
+            if shape.requests is not None and sent >= shape.requests:
+                return False
+            if deadline is not None and time.perf_counter() >= deadline:
+                return False
+            sent += 1
+            return True
 
-async def _drive(pool: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape,
-                 max_tokens: int, on_record: Callable[[RequestRecord], None], zero: float, start_s: float,
-                 offsets: Iterator[float] | None, ignore_eos: bool, gauge: Gauge | None, sender: int,
-                 alarm: Alarm) -> None:
-    start = zero + start_s
-    await alarm.until(start)
-    deadline = start + shape.duration_s if shape.duration_s is not None else None
-    sent = 0
+        def prepare(planned: Planned) -> Request:
+            return Request(pool, endpoint, planned, zero=zero, max_tokens=max_tokens, ignore_eos=ignore_eos)
 
-    def more() -> bool:
-        nonlocal sent
-        if shape.requests is not None and sent >= shape.requests:
-            return False
-        if deadline is not None and time.perf_counter() >= deadline:
-            return False
-        sent += 1
-        return True
+        async def one(request: Request, scheduled_s: float, capped: bool = False) -> None:
+            record = await request.run(scheduled_s)
+            record.sender = sender
+            on_record(gauge.mark(record, capped) if gauge else record)
 
-    def prepare(planned: Planned) -> Request:
-        return Request(pool, endpoint, planned, zero=zero, max_tokens=max_tokens, ignore_eos=ignore_eos)
+        if shape.concurrency is not None:
+            async def worker() -> None:
+                while more():
+                    await one(prepare(next(plan)), time.perf_counter() - zero)
 
-    async def one(request: Request, scheduled_s: float, capped: bool = False) -> None:
-        record = await request.run(scheduled_s)
-        record.sender = sender
-        on_record(gauge.mark(record, capped) if gauge else record)
+            await asyncio.gather(*(worker() for _ in range(shape.concurrency)))
+            return
 
-    if shape.concurrency is not None:
-        async def worker() -> None:
-            while more():
-                await one(prepare(next(plan)), time.perf_counter() - zero)
+        assert offsets is not None, "an open-loop load needs its send times"
+        cap = asyncio.Semaphore(shape.max_in_flight) if shape.max_in_flight else None
+        tasks: set[asyncio.Task[None]] = set()
 
-        await asyncio.gather(*(worker() for _ in range(shape.concurrency)))
-        return
+        def on_time(request: Request) -> None:
+            if not (cap and cap.locked()):
+                request.start()
 
-    assert offsets is not None, "an open-loop load needs its send times"
-    cap = asyncio.Semaphore(shape.max_in_flight) if shape.max_in_flight else None
-    tasks: set[asyncio.Task[None]] = set()
+        async def capped_one(request: Request, scheduled_s: float, waited: bool) -> None:
+            try:
+                await one(request, scheduled_s, waited)
+            finally:
+                if cap:
+                    cap.release()
 
-    def on_time(request: Request) -> None:
-        if not (cap and cap.locked()):
-            request.start()
-
-    async def capped_one(request: Request, scheduled_s: float, waited: bool) -> None:
         try:
-            await one(request, scheduled_s, waited)
+            while more():
+                # Prepared before its time, sent by the alarm's own callback when it comes (on an idle connection,
+                # unless the in-flight cap holds it back): no loop step between the time and the write.
+                request, scheduled_s = prepare(next(plan)), start_s + next(offsets)
+                await alarm.until(zero + scheduled_s, then=functools.partial(on_time, request))
+                waited = bool(cap and cap.locked())
+                if cap:
+                    await cap.acquire()
+                task = asyncio.create_task(capped_one(request, scheduled_s, waited))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
         finally:
-            if cap:
-                cap.release()
-
-    try:
-        while more():
-            # Prepared before its time, sent by the alarm's own callback when it comes (on an idle connection,
-            # unless the in-flight cap holds it back): no loop step between the time and the write.
-            request, scheduled_s = prepare(next(plan)), start_s + next(offsets)
-            await alarm.until(zero + scheduled_s, then=functools.partial(on_time, request))
-            waited = bool(cap and cap.locked())
-            if cap:
-                await cap.acquire()
-            task = asyncio.create_task(capped_one(request, scheduled_s, waited))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
+            for task in tasks:
+                task.cancel()

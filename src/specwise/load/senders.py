@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from specwise.load.client import Connections, Endpoint
-from specwise.load.protocol import MAX_LINE_BYTES
 from specwise.load.driver import Gauge, drive
+from specwise.load.protocol import MAX_LINE_BYTES
 from specwise.results import RequestRecord
 from specwise.workload import LoadShape, Mix, Prompt, Share, arrival_offsets, request_plan
 
