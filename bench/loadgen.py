@@ -16,8 +16,9 @@ dataset read in order with --disable-shuffle; where the server saw one prompt tw
 requests reuse the first prompt, the last is taken).
 
 Part A — generator ceiling, Poisson arrivals, `--max-tokens 8`, gap 0 (the server's TTFT is tens of µs).
-For each tool (specwise --workers 1, 2, 3; `vllm bench serve`) and each rate, N requests (each tool also
-sends --warmup unmeasured requests first: specwise --warmup, vLLM --num-warmups). Per rate:
+For each tool (specwise --workers 1, 2, 3; `vllm bench serve`) and each rate, --repeats runs (default 3, the
+tools' order rotating from one repeat to the next) of N requests (each tool also sends --warmup unmeasured
+requests first: specwise --warmup, vLLM --num-warmups). Per run:
 - send lag, client side. specwise: `sent_s − scheduled_s` as recorded. `vllm bench serve` records its
   start times (`start_times`, --save-detailed: time.perf_counter() just before each POST) but not its
   schedule; its schedule is rebuilt from its source (benchmarks/serve.py, get_request): it seeds
@@ -46,9 +47,10 @@ sends --warmup unmeasured requests first: specwise --warmup, vLLM --num-warmups)
   own processes is the CPU other processes took during the run. Each run first waits (at most --quiet-wait
   s) for the others to use under --others-limit cores; a Part A run they disturbed beyond that is rerun
   (--retries) and the least disturbed try is shown, with the others' CPU of every try.
-A tool passes a rate when every request completed without error, P99 send lag (client side; for vLLM
-offset-free) ≤ --lag-limit-ms and P99 TTFT inflation ≤ --inflation-limit-ms; its ceiling is the highest rate up
-to which every tested rate passed (a higher rate that passed alone is listed beside it). The ceilings are also
+A run passes when every request completed without error, P99 send lag (client side; for vLLM offset-free)
+≤ --lag-limit-ms and P99 TTFT inflation ≤ --inflation-limit-ms; a tool passes a rate when most of its runs there
+do (one run's P99 is not stable on a shared machine), and the table shows its median run. Its ceiling is the
+highest rate up to which every tested rate passed (a higher rate that passed alone is listed beside it). The ceilings are also
 given for a looser pair of limits (--loose-limits), for scale. A rate far beyond reach (--overload-rate) is run
 once with the most specwise workers, to check that its summary (`generator.bound`) and terminal say so.
 
