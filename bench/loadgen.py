@@ -50,9 +50,10 @@ requests first: specwise --warmup, vLLM --num-warmups). Per run:
 A run passes when every request completed without error, P99 send lag (client side; for vLLM offset-free)
 ≤ --lag-limit-ms and P99 TTFT inflation ≤ --inflation-limit-ms; a tool passes a rate when most of its runs there
 do (one run's P99 is not stable on a shared machine), and the table shows its median run. Its ceiling is the
-highest rate up to which every tested rate passed (a higher rate that passed alone is listed beside it). The ceilings are also
-given for a looser pair of limits (--loose-limits), for scale. A rate far beyond reach (--overload-rate) is run
-once with the most specwise workers, to check that its summary (`generator.bound`) and terminal say so.
+highest rate up to which every tested rate passed (a higher rate that passed alone is listed beside it). The
+ceilings are also given for a looser pair of limits (--loose-limits), for scale. A rate far beyond reach
+(--overload-rate) is run once with the most specwise workers, to check that its summary (`generator.bound`) and
+terminal say so.
 
 For reference, the same schedule is also sent by a minimal client (`reference_client`: one blocking keep-alive
 socket, requests written by hand, time.sleep to each send time, the next request after the previous one's end
@@ -744,21 +745,16 @@ def badness(m: dict[str, Any], lag_ms: float, inflation_ms: float) -> float:
     return math.inf if lag is None or infl is None else max(lag / lag_ms, infl / inflation_ms)
 
 
-def passes(m: dict[str, Any], lag_ms: float, inflation_ms: float) -> bool:
-    return badness(m, lag_ms, inflation_ms) <= 1.0
-
-
 def cell_of(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """A (tool, rate) cell from its repeated runs: the median run by its distance from the issue's limits is
     shown, and the cell passes a pair of limits when most of its runs do (the median run passes exactly then,
     for an odd count). One run's P99 is not stable here: the minimal reference client's own P99 send lag
     varies about twofold between identical runs on this shared machine."""
     strict = [badness(e, args.lag_limit_ms, args.inflation_limit_ms) for e in runs]
-    loose = [badness(e, *args.loose_limits) for e in runs]
+    passing, passing_loose = sum(b <= 1 for b in strict), sum(badness(e, *args.loose_limits) <= 1 for e in runs)
     median = sorted(range(len(runs)), key=lambda i: strict[i])[len(runs) // 2]
-    return {**runs[median], "pass": sum(b <= 1 for b in strict) * 2 > len(runs),
-            "pass_loose": sum(b <= 1 for b in loose) * 2 > len(runs),
-            "repeats": len(runs), "passing_runs": sum(b <= 1 for b in strict),
+    return {**runs[median], "pass": passing * 2 > len(runs), "pass_loose": passing_loose * 2 > len(runs),
+            "repeats": len(runs), "passing_runs": passing,
             "lag_p99_per_run": [None if "error" in e else (e["lag_own"] or e["lag_offset_free"])["p99"] for e in runs],
             "inflation_p99_per_run": [None if "error" in e else e["inflation"]["p99"] for e in runs],
             "runs": runs}

@@ -163,6 +163,11 @@ class Exchange:
         if not self.done.done():
             self.done.set_result(None)
 
+    @property
+    def clean(self) -> bool:
+        """Ended with its reply read, neither failed nor cancelled."""
+        return self.done.done() and not self.done.cancelled() and self.done.exception() is None
+
     def _check_stall(self) -> None:
         idle = time.perf_counter() - self.last
         if idle >= self.stall_s:
@@ -172,7 +177,8 @@ class Exchange:
 
     # -- what the connection hands on
     def header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value.lower() if name.lower() == b"transfer-encoding" else value
+        name = name.lower()
+        self.headers[name] = value.lower() if name == b"transfer-encoding" else value
 
     def headers_complete(self, status: int) -> None:
         self.status = status
@@ -307,8 +313,7 @@ class Connection(asyncio.Protocol):
         if exchange is not None and not exchange.done.done():
             exchange.complete()
         self.exchange = None
-        done = exchange is not None and exchange.done.done() and not exchange.done.cancelled()
-        if done and exchange.done.exception() is None and self.parser.should_keep_alive():  # type: ignore[union-attr]
+        if exchange is not None and exchange.clean and self.parser.should_keep_alive():
             self.pool.release(self)
         else:
             self.close()
@@ -351,15 +356,15 @@ class Connections:
     def __init__(self) -> None:
         self._idle: dict[Origin, list[Connection]] = {}
         self._all: set[Connection] = set()
-        self._origins: dict[tuple[str, tuple[tuple[str, str], ...]], Origin] = {}
+        self._origins: dict[Endpoint, Origin] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
 
-    def origin(self, url: str, headers: dict[str, str]) -> Origin:
-        key = (url, tuple(headers.items()))
-        if key not in self._origins:
-            self._origins[key] = Origin.of(url, headers)
-        return self._origins[key]
+    def origin(self, endpoint: Endpoint) -> Origin:
+        """Where `endpoint`'s requests go, worked out once (its URL and headers are the same for every request)."""
+        if endpoint not in self._origins:
+            self._origins[endpoint] = Origin.of(endpoint.url.rstrip("/") + api_path(endpoint.api), endpoint.headers)
+        return self._origins[endpoint]
 
     def idle(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
@@ -445,7 +450,7 @@ class Request:
         self.origin: Origin | None = None
         self.error: ConnectError | None = None
         try:
-            self.origin = pool.origin(endpoint.url.rstrip("/") + api_path(endpoint.api), endpoint.headers)
+            self.origin = pool.origin(endpoint)
         except ConnectError as exc:
             self.error = exc
         self.request = self.origin.request(json.dumps(body).encode()) if self.origin else b""
@@ -457,14 +462,12 @@ class Request:
         self.conn, self.exchange = conn, Exchange(self.stream, self.zero, self.fields, self.endpoint.stall_timeout_s)
         conn.start(self.exchange, self.request)
 
-    def start(self) -> bool:
-        """Send now if an idle connection is there (sent_s: now); False leaves the connecting to `run`."""
+    def start(self) -> None:
+        """Send now if an idle connection is there (sent_s: now); otherwise `run` connects."""
         conn = self.pool.idle(self.origin) if self.origin else None
-        if conn is None:
-            return False
-        self.sent = time.perf_counter() - self.zero
-        self._start(conn)
-        return True
+        if conn is not None:
+            self.sent = time.perf_counter() - self.zero
+            self._start(conn)
 
     async def _reply(self) -> None:
         """The reply of the try under way, or of a new one (faults raise)."""
@@ -485,17 +488,16 @@ class Request:
             finally:
                 # A reply that did not end cleanly leaves its connection in an unknown state; a clean one goes
                 # back to the pool when its message ends (at once, or after the bytes that follow [DONE]).
-                if exchange.done.cancelled() or not exchange.done.done() or exchange.done.exception() is not None:
+                if not exchange.clean:
                     conn.close()
 
     async def run(self, scheduled_s: float) -> RequestRecord:
         endpoint, fields = self.endpoint, self.fields
         retries = 0
         deadline = asyncio.timeout(endpoint.request_timeout_s)
-        if self.exchange is None:
-            self.sent = time.perf_counter() - self.zero
         try:
             if self.error:
+                self.sent = time.perf_counter() - self.zero
                 raise self.error
             async with deadline:
                 while True:
