@@ -81,7 +81,7 @@ def test_the_schedule_switches_k_where_the_prediction_crosses_over() -> None:
     assert best_static(surface(runs, KS, LOADS), KS, LOADS) in (2, 3)
 
 
-def test_a_schedule_that_loses_anywhere_is_not_recommended() -> None:
+def test_a_schedule_that_loses_to_the_baseline_or_to_a_sound_static_k_is_not_recommended() -> None:
     win = ProofRow(load=1, k=4, vs_baseline="win", vs_static="win")
     tie = ProofRow(load=4, k=2, vs_baseline="undecided", vs_static="undecided")
     assert judge([win, tie], "ENABLE", 2, {1: "win", 4: "win"})[0] == "schedule"
@@ -89,8 +89,16 @@ def test_a_schedule_that_loses_anywhere_is_not_recommended() -> None:
     recommended, reasons = judge([win, tie, lost], "ENABLE_WITH_LIMIT", 2, {1: "win", 4: "win", 16: "undecided"})
     assert recommended == "static k=2" and any("loses to the baseline at 16" in r for r in reasons)
     assert judge([win, lost], "DISABLE", None, {})[0] == "none"
+    # Beaten by the static k at one load: the static k when it holds everywhere itself …
     beaten = ProofRow(load=4, k=2, vs_baseline="win", vs_static="loss", vs_static_why="P50 TPOT 0.9×")
-    assert judge([win, beaten], "ENABLE", 3, {1: "win", 4: "loss"})[0] == "none"
+    assert judge([win, beaten], "ENABLE", 3, {1: "win", 4: "win"})[0] == "static k=3"
+    # … else still the schedule, which beats the baseline and loses to it nowhere (no speculation would give up
+    # its wins), saying where the static k was better; but never one that loses to the baseline.
+    recommended, reasons = judge([win, beaten], "ENABLE", 3, {1: "win", 4: "win", 16: "loss"})
+    assert recommended == "schedule" and any("loses to static k=3 at 4" in r for r in reasons), reasons
+    assert any("static k=3 loses to the baseline at 16" in r for r in reasons), reasons
+    assert judge([win, beaten, lost], "ENABLE_WITH_LIMIT", 3, {1: "win", 16: "loss"})[0] == "none"
+    assert judge([tie], "ENABLE", None, {})[0] == "none"
 
 
 def _config(urls: dict[str, str], base: str, extra: str = "") -> str:

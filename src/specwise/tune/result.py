@@ -101,23 +101,31 @@ def grid_check(picks: dict[float, int], everything: Sequence[Measured]) -> list[
 
 def judge(proof: Sequence[ProofRow], decision: str | None, static_k: int | None,
           static_by_load: dict[float, str]) -> tuple[str, list[str]]:
-    """The recommendation: the schedule only when it loses nowhere — to the baseline or to the best static k —
-    and wins somewhere; else the static k when its own A/B against the baseline loses nowhere and wins
-    somewhere; else no speculation."""
-    reasons = []
-    lost = [f"loses to the baseline at {r.load:g} ({r.vs_baseline_why})" for r in proof if r.vs_baseline == "loss"]
-    lost += [f"loses to static k={static_k} at {r.load:g} ({r.vs_static_why})" for r in proof
-             if r.vs_static == "loss"]
-    won = [r.load for r in proof if r.vs_baseline in WINS]
+    """The recommendation among the schedule, the best static k and no speculation: the schedule when it loses
+    nowhere — to the baseline or to the best static k — and wins somewhere; else the static k when its own A/B
+    against the baseline loses nowhere and wins somewhere; else the schedule again when only the static k beat
+    it somewhere and it still beats the baseline somewhere and loses to it nowhere — the static k cannot replace
+    it (it loses to the baseline, or wins nowhere), and no speculation would give up the schedule's wins; the
+    reasons say where the static k was better. Else no speculation."""
+    to_baseline = [f"loses to the baseline at {r.load:g} ({r.vs_baseline_why})" for r in proof
+                   if r.vs_baseline == "loss"]
     if decision == "DISABLE":
-        lost.append("the verdict against the baseline is DISABLE")
-    if not lost and won:
-        return "schedule", [f"wins against the baseline at {', '.join(f'{x:g}' for x in won)} and loses nowhere"]
-    reasons += lost or ["wins against the baseline at no load"]
-    static_lost = [load for load, o in static_by_load.items() if o == "loss"]
-    static_won = [load for load, o in static_by_load.items() if o in WINS]
+        to_baseline.append("the verdict against the baseline is DISABLE")
+    to_static = [f"loses to static k={static_k} at {r.load:g} ({r.vs_static_why})" for r in proof
+                 if r.vs_static == "loss"]
+    won = ", ".join(f"{r.load:g}" for r in proof if r.vs_baseline in WINS)
+    if won and not to_baseline and not to_static:
+        return "schedule", [f"wins against the baseline at {won} and loses nowhere"]
+    reasons = to_baseline + to_static + ([] if won else ["wins against the baseline at no load"])
+    static_lost = sorted(load for load, o in static_by_load.items() if o == "loss")
+    static_won = sorted(load for load, o in static_by_load.items() if o in WINS)
     if static_k is not None and static_won and not static_lost:
-        reasons.append(f"static k={static_k} wins at {', '.join(f'{x:g}' for x in sorted(static_won))} and loses "
+        reasons.append(f"static k={static_k} wins at {', '.join(f'{x:g}' for x in static_won)} and loses "
                        "nowhere")
         return f"static k={static_k}", reasons
+    if won and not to_baseline:
+        why = (f"loses to the baseline at {', '.join(f'{x:g}' for x in static_lost)}" if static_lost
+               else "wins against the baseline nowhere")
+        return "schedule", reasons + [f"static k={static_k} {why}: the schedule, which wins against the baseline "
+                                      f"at {won} and loses to it nowhere, is the better choice all the same"]
     return "none", reasons + ["no configuration tested wins without losing somewhere: keep speculation off"]
