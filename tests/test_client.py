@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import pytest
@@ -32,13 +33,13 @@ class Server:
     """A keep-alive server on loopback whose `reply(n_on_connection)` picks the bytes of each reply:
     None closes the connection without a reply."""
 
-    def __init__(self, reply) -> None:
-        self.reply = reply
+    def __init__(self, reply, port: int = 0) -> None:
+        self.reply, self.port = reply, port
         self.connections = 0
         self.requests = 0
 
     async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
 
@@ -103,6 +104,27 @@ def test_a_kept_alive_connection_dropped_before_its_reply_is_replaced_once():
     # Each request after the first went out on the kept-alive connection, was dropped, and went again on a new one.
     assert seen == (4, 7)
     assert fresh.error == "stream_reset" and "before any reply" in fresh.error_detail
+
+
+def test_a_new_connection_reset_before_the_server_read_it_is_retried_as_a_refusal():
+    """A restarting server closes its listening socket with connections still in its backlog: the kernel had
+    completed them, the request was written, and a reset comes back before any reply. Nobody read the request,
+    so it goes again after a refusal's pause, to the server listening again."""
+    async def go() -> tuple[RequestRecord, int]:
+        backlog = socket.socket()
+        backlog.bind(("127.0.0.1", 0))
+        backlog.listen(8)
+        port = backlog.getsockname()[1]
+        async with Connections() as pool:
+            task = asyncio.create_task(_send(pool, f"http://127.0.0.1:{port}"))
+            await asyncio.sleep(0.05)            # connected by the kernel and written, never accepted
+            backlog.close()
+            async with Server(lambda n: STREAM, port) as server:
+                return await task, server.requests
+
+    record, served = asyncio.run(go())
+    assert record.ok and record.output_tokens == TOKENS and record.connect_retries == 1, record
+    assert served == 1
 
 
 def test_a_stream_that_runs_to_the_close_is_read_whole():

@@ -37,7 +37,9 @@ def bench(tmp_path, server: FaultServer, names: list[str], repeat: int = 2, **co
     by_prompt: dict[str, list] = {}
     for record in check_intact(tmp_path / "run", n):
         by_prompt.setdefault(record.prompt_id, []).append(record)
-    assert all(r.ok and r.output_tokens == TOKENS for r in by_prompt.pop("ok"))
+    bad = [(r.error, r.error_detail, r.connect_retries) for r in by_prompt.pop("ok")
+           if not r.ok or r.output_tokens != TOKENS]
+    assert not bad, bad
     return by_prompt
 
 

@@ -86,6 +86,11 @@ class ConnectError(Exception):
     """No connection: refused, unreachable, unresolvable, or a TLS handshake that failed."""
 
 
+class Unread(ConnectError):
+    """A new connection reset before any byte of a reply: the server never read the request (a listening socket
+    closed with the connection still in its backlog, as a restarting server does) — a refusal, retried as one."""
+
+
 class ConnectTimeout(Exception):
     """No connection within CONNECT_TIMEOUT_S."""
 
@@ -268,6 +273,9 @@ class Connection(asyncio.Protocol):
                 exchange.complete()
             except Fault as fault:
                 exchange.fail(fault)
+            return
+        if not exchange.got_bytes and not self.reused and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+            exchange.fail(Unread(f"reset before the server read the request: {exc}"))
             return
         exchange.fail(Reset(f"the connection closed {'mid-reply' if exchange.got_bytes else 'before any reply'}"
                             + (f": {exc}" if exc else "")))
@@ -481,6 +489,9 @@ class Request:
             try:
                 await exchange.done
                 return
+            except Unread:
+                self.exchange = None     # run() tries again on a new connection, after a refusal's pause
+                raise
             except Reset:
                 if attempt or not conn.reused or exchange.got_bytes:
                     raise

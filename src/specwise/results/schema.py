@@ -93,8 +93,8 @@ class RequestRecord(BaseModel):
                                    "is not the run's")
     sender: int = Field(0, description="which of the run's senders (worker process, Ray actor) sent it")
     client_bound: list[str] = Field(default_factory=list, description="why the load generator may have been the "
-                                    "bottleneck for this request (send_lag, in_flight_cap, cpu_saturated): its "
-                                    "figures are left out of the server's")
+                                    "bottleneck for this request (send_lag, in_flight_cap, cpu_saturated, "
+                                    "loop_stalled): its figures are left out of the server's")
     client_stall_ms: float | None = Field(None, description="the sender's longest event-loop stall while this "
                                           "request was in flight (its chunks' times may be late by as much)")
 
