@@ -147,29 +147,6 @@ class Alarm:
             self._fd = None
 
 
-class _Spans:
-    """Time spans on the run's clock, added in the order they end: which of them overlap a request."""
-
-    def __init__(self) -> None:
-        self.start: list[float] = []
-        self.end: list[float] = []
-        self._longest = 0.0
-
-    def add(self, start: float, end: float) -> None:
-        self.start.append(start)
-        self.end.append(end)
-        self._longest = max(self._longest, end - start)
-
-    def overlap(self, start: float, end: float) -> bool:
-        # None is longer than the longest, which bounds the scan.
-        for i in range(bisect.bisect_left(self.end, start), len(self.end)):
-            if self.start[i] <= end:
-                return True
-            if self.end[i] > end + self._longest:
-                break
-        return False
-
-
 class Gauge:
     """A sender's view of itself while it runs (times in s on the run's clock): the event loop's lateness
     at each tick (a stall delays every chunk read meanwhile) and its loop's busy share (`BusyClock`) per window
@@ -181,10 +158,16 @@ class Gauge:
         self._stall_end: list[float] = []                # kept stalls: when each ended, and how long it was
         self._stall_len: list[float] = []
         self.windows: list[tuple[float, float, float]] = []   # (start, end, CPU share)
-        self._saturated = _Spans()                       # the loop busy for a window, or through a long stall
-        self._blocked = _Spans()                         # stalls of a window or longer, whatever kept the loop
+        self._saturated_end: list[float] = []
+        self._saturated_start: list[float] = []
+        self._longest_saturated = 0.0
         self._busy = busy or BusyClock()
         self._wall, self._cpu = time.perf_counter(), self._busy()
+
+    def _saturated(self, start: float, end: float) -> None:
+        self._saturated_start.append(start - self.zero)
+        self._saturated_end.append(end - self.zero)
+        self._longest_saturated = max(self._longest_saturated, end - start)
 
     async def run(self) -> None:
         try:
@@ -204,21 +187,16 @@ class Gauge:
             if late > STALL_KEPT_S:
                 self._stall_end.append(now - self.zero)
                 self._stall_len.append(late)
-            # A stall as long as a window held every chunk read meanwhile, whatever kept the loop: its own work, a
-            # blocking call, or time the machine was not given (a VM's stolen time counts in schedstat neither as
-            # running nor as waiting). Busy through it, it is also saturation whatever the window around it
-            # averages. Shorter ones (a burst of connections, a long parse) are kept per request as
-            # `client_stall_ms`, not taken for a limit.
-            if late >= CLIENT_BUSY_WINDOW_S:
-                self._blocked.add(tick_wall - self.zero, now - self.zero)
-                if (cpu - tick_cpu) / (now - tick_wall) >= CLIENT_BUSY_SATURATED:
-                    self._saturated.add(tick_wall - self.zero, now - self.zero)
+                # A busy stall as long as a window is saturation whatever the window around it averages (any stall
+                # that long marks the requests it touched: `mark`).
+                if late >= CLIENT_BUSY_WINDOW_S and (cpu - tick_cpu) / (now - tick_wall) >= CLIENT_BUSY_SATURATED:
+                    self._saturated(tick_wall, now)
             tick_wall, tick_cpu = now, cpu
             if now - self._wall >= CLIENT_BUSY_WINDOW_S:
                 share = (cpu - self._cpu) / (now - self._wall)
                 self.windows.append((self._wall - self.zero, now - self.zero, share))
                 if share >= CLIENT_BUSY_SATURATED:
-                    self._saturated.add(self._wall - self.zero, now - self.zero)
+                    self._saturated(self._wall, now)
                 self._wall, self._cpu = now, cpu
 
     def stall_during(self, start: float, end: float) -> float:
@@ -230,18 +208,32 @@ class Gauge:
             longest = max(longest, self._stall_len[i])
         return longest
 
+    def saturated_during(self, start: float, end: float) -> bool:
+        # Intervals are appended by their end; none is longer than the longest, which bounds the scan.
+        for i in range(bisect.bisect_left(self._saturated_end, start), len(self._saturated_end)):
+            if self._saturated_start[i] <= end:
+                return True
+            if self._saturated_end[i] > end + self._longest_saturated:
+                break
+        return False
+
     def mark(self, record: RequestRecord, capped: bool) -> RequestRecord:
         reasons = []
         if record.send_lag_s > SEND_LAG_BOUND_S:
             reasons.append("send_lag")
         if capped:
             reasons.append("in_flight_cap")
-        if self._saturated.overlap(record.sent_s, record.end_s):
+        if self.saturated_during(record.sent_s, record.end_s):
             reasons.append("cpu_saturated")
-        if self._blocked.overlap(record.sent_s, record.end_s):
+        # A stall as long as a window held every chunk read meanwhile, whatever kept the loop: its own work, a
+        # blocking call, or time the machine was not given (a VM's stolen time counts in schedstat neither as
+        # running nor as waiting). Shorter ones (a burst of connections, a long parse) are only kept, as
+        # `client_stall_ms`: saturation is the loop busy for a window.
+        stall = self.stall_during(record.sent_s, record.end_s)
+        if stall >= CLIENT_BUSY_WINDOW_S:
             reasons.append("loop_stalled")
         record.client_bound = reasons
-        record.client_stall_ms = 1e3 * self.stall_during(record.sent_s, record.end_s)
+        record.client_stall_ms = 1e3 * stall
         return record
 
     def stats(self) -> dict[str, Any]:
@@ -255,8 +247,8 @@ class Gauge:
         return {"stall_ms": {"p50": q(50), "p99": q(99), "max": 1e3 * stalls[-1] if stalls else 0.0},
                 "busy_share": {"mean": sum(shares) / len(shares) if shares else None,
                               "max": max(shares) if shares else None},
-                "windows": len(shares), "saturated_intervals": len(self._saturated.end),
-                "stalled_intervals": len(self._blocked.end)}
+                "windows": len(shares), "saturated_intervals": len(self._saturated_end),
+                "stalled_intervals": sum(stall >= CLIENT_BUSY_WINDOW_S for stall in self._stall_len)}
 
 
 async def drive(pool: Connections, endpoint: Endpoint, plan: Iterator[Planned], shape: LoadShape, *,
