@@ -70,9 +70,16 @@ class FaultServer:
         asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
 
     def pause(self, seconds: float) -> None:
-        """Stop listening for `seconds` (new connections are refused), then listen again on the same port;
-        the connections already open go on."""
-        self._loop.call_soon_threadsafe(self._server.close)
+        """Stop listening for `seconds` (new connections are refused, those waiting in the backlog reset), then
+        listen again on the same port; the connections already open go on. Accepting stops first and the socket
+        closes a loop step later: a connection asyncio had accepted but not yet handed to its handler would
+        otherwise be closed unread by `Server.close` — asyncio's race, not the restart this stands for."""
+        def stop() -> None:
+            for sock in self._server.sockets:
+                self._loop.remove_reader(sock.fileno())
+            self._loop.call_soon(self._server.close)
+
+        self._loop.call_soon_threadsafe(stop)
         time.sleep(seconds)
         self._listen()
 
